@@ -1,0 +1,744 @@
+//! The issuer's core, with no HTTP: isolation periods and their keys,
+//! enrolment into sealed records, signing keys per `(class, window)`, and
+//! the destruction of a period (crypto-shredding).
+//!
+//! [`Authority`] owns the three stores and keeps them consistent:
+//! the [`Vault`] (keys), the [`Store`] (ciphertext in sled) and the
+//! [`Journal`] (public audit log).
+
+pub mod resident;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::{AuditError, Event, Journal};
+use crate::clock::Clock;
+use crate::crypto::blind::{IssuerPublicKey, IssuerSigningKey};
+use crate::crypto::kdf::{self, Argon2Params};
+use crate::crypto::secret::{DerivedKey, Passphrase, PeriodKey, SecretBytes};
+use crate::crypto::{CryptoError, seal};
+use crate::ids::{PeriodId, ResidentId};
+use crate::protocol::directory::{Directory, PublishedKey};
+use crate::protocol::permit::{ClassConfig, ClassName, Window};
+use crate::protocol::token::{KeyId, TokenRequest, TokenResponse};
+use crate::store::{Store, StoreConfig, StoreError};
+use crate::vault::keyring::{DestroyedPeriod, LivePeriod, SigningKeyEntry};
+use crate::vault::master::{MasterKeyProvider, PassphraseSlot};
+use crate::vault::{FaultPoint, Vault, VaultError};
+use resident::{FieldError, PersonalData};
+
+/// Issuer failures. Messages never include personal data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerError {
+    /// Input broke a validation rule.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] FieldError),
+    /// This document is already enrolled in the period.
+    #[error("this document is already enrolled in this period")]
+    DuplicateDocument,
+    /// No live period with that id.
+    #[error("unknown or destroyed isolation period")]
+    UnknownPeriod,
+    /// No isolation period is open for enrolment.
+    #[error("no isolation period is open")]
+    NoOpenPeriod,
+    /// The period's end has passed; it no longer accepts changes.
+    #[error("the isolation period has ended")]
+    PeriodEnded,
+    /// No resident with that id in the period.
+    #[error("unknown resident")]
+    UnknownResident,
+    /// No signing key for that class and window.
+    #[error("no signing key for that class and window")]
+    NoSigningKey,
+    /// The class is not configured.
+    #[error("unknown permit class")]
+    UnknownClass,
+    /// A cryptographic check failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The key vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// sled failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Settings of an issuer.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    /// The issuer name in the permit challenge and directory.
+    pub issuer_name: String,
+    /// Where clients send token requests (published in the directory).
+    pub issuer_request_uri: String,
+    /// The permit classes offered.
+    pub classes: ClassConfig,
+    /// How many days of windows to keep signing keys for, from today.
+    pub key_horizon_days: u32,
+    /// How long verifiers may cache the directory.
+    pub directory_max_age_s: u64,
+    /// sled tuning.
+    pub store: StoreConfig,
+}
+
+impl Default for AuthorityConfig {
+    fn default() -> Self {
+        Self {
+            issuer_name: "blindpass.local".into(),
+            issuer_request_uri: "http://127.0.0.1:8080/token-request".into(),
+            classes: ClassConfig::default(),
+            key_horizon_days: 7,
+            directory_max_age_s: 3600,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// What a destruction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestroyReport {
+    /// The period.
+    pub period: PeriodId,
+    /// Seconds after the deadline (0 if on time or early).
+    pub late_by_s: i64,
+    /// sled entries purged afterwards.
+    pub purged_entries: u64,
+    /// The master version after rotation.
+    pub master_version: u64,
+}
+
+/// A decrypted resident record.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ResidentRecord {
+    /// Personal data.
+    pub personal: PersonalData,
+    /// Argon2id PHC string of the resident's password, if one was set.
+    pub password_hash: Option<String>,
+}
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The layout under `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+    /// The root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Master slot and key ring.
+    pub fn vault(&self) -> PathBuf {
+        self.root.join("vault")
+    }
+    /// The master slot file.
+    pub fn master_slot(&self) -> PathBuf {
+        self.vault().join("master.slot")
+    }
+    /// The sled database.
+    pub fn sled(&self) -> PathBuf {
+        self.root.join("sled")
+    }
+    /// The audit journal.
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit").join("log.jsonl")
+    }
+}
+
+/// The issuer core.
+pub struct Authority {
+    vault: Mutex<Vault>,
+    store: Store,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    config: AuthorityConfig,
+    data_dir: DataDir,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+fn record_aad(period: &PeriodId, id: &ResidentId) -> Vec<u8> {
+    let mut aad = b"blindpass-record-v1".to_vec();
+    aad.extend_from_slice(period.as_bytes());
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+fn record_key(period_key: &PeriodKey, id: &ResidentId) -> DerivedKey {
+    kdf::derive(period_key.expose_secret(), "record", id.as_bytes())
+}
+
+fn index_key(period_key: &PeriodKey, label: &str, value: &str) -> [u8; 32] {
+    let key = kdf::derive(period_key.expose_secret(), "index", label.as_bytes());
+    kdf::hmac_sha256(key.expose_secret(), &[value.as_bytes()])
+}
+
+/// A commitment to a key that reveals nothing about it.
+pub fn key_commitment(key: &PeriodKey) -> String {
+    hex::encode(kdf::hmac_sha256(key.expose_secret(), &[b"blindpass-key-commitment"]))
+}
+
+impl Authority {
+    /// Initialises a new data directory: master slot, empty key ring, sled,
+    /// audit log. Fails if one already exists.
+    pub fn init(
+        root: &Path,
+        passphrase: &Passphrase,
+        argon2: Argon2Params,
+        config: AuthorityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IssuerError> {
+        let data_dir = DataDir::new(root);
+        crate::vault::fsutil::create_private_dir(&data_dir.vault()).map_err(VaultError::from)?;
+        let slot = PassphraseSlot::create(&data_dir.master_slot(), passphrase, argon2)?;
+        let vault = Vault::create(&data_dir.vault(), Box::new(slot))?;
+        Self::assemble(data_dir, vault, config, clock)
+    }
+
+    /// Opens an existing data directory with the operator's passphrase.
+    pub fn open(
+        root: &Path,
+        passphrase: &Passphrase,
+        config: AuthorityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IssuerError> {
+        let data_dir = DataDir::new(root);
+        let slot = PassphraseSlot::open(&data_dir.master_slot(), passphrase)?;
+        Self::open_with_provider(root, Box::new(slot), config, clock)
+    }
+
+    /// Opens an existing data directory with any master-key provider.
+    pub fn open_with_provider(
+        root: &Path,
+        provider: Box<dyn MasterKeyProvider>,
+        config: AuthorityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IssuerError> {
+        let data_dir = DataDir::new(root);
+        let vault = Vault::open(&data_dir.vault(), provider)?;
+        Self::assemble(data_dir, vault, config, clock)
+    }
+
+    fn assemble(
+        data_dir: DataDir,
+        vault: Vault,
+        config: AuthorityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IssuerError> {
+        let store = Store::open(&data_dir.sled(), config.store)?;
+        let journal = Journal::open(&data_dir.audit_log())?;
+        let authority = Self {
+            vault: Mutex::new(vault),
+            store,
+            journal,
+            clock,
+            config,
+            data_dir,
+        };
+        authority.recover()?;
+        Ok(authority)
+    }
+
+    /// Finishes what a crash interrupted: a destruction that was started is
+    /// completed, and sled data of periods whose key is gone is purged.
+    fn recover(&self) -> Result<(), IssuerError> {
+        let pending: Vec<PeriodId> = self
+            .vault()
+            .ring()
+            .periods
+            .iter()
+            .filter(|p| p.destroy_pending)
+            .map(|p| p.id)
+            .collect();
+        for period in pending {
+            self.destroy_period(&period)?;
+        }
+        let live: Vec<PeriodId> = self.vault().ring().periods.iter().map(|p| p.id).collect();
+        for period in self.store.periods_present() {
+            if !live.contains(&period) {
+                self.purge(&period)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn vault(&self) -> MutexGuard<'_, Vault> {
+        // A panic while holding the lock cannot leave the vault half-written:
+        // every change goes through Vault::update/rotate, which only swap
+        // the in-memory ring after the file is durable.
+        self.vault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The injected clock's now.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+
+    /// The data directory layout.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
+
+    /// The sled store (for the service's short-lived state).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The audit journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The master key version.
+    pub fn master_version(&self) -> u64 {
+        self.vault().master_version()
+    }
+
+    /// Tests only: make the next destruction stop at `point`.
+    pub fn dangerous_inject_fault(&self, point: Option<FaultPoint>) {
+        self.vault().dangerous_inject_fault(point);
+    }
+
+    /// Opens an isolation period with a fresh period key.
+    pub fn open_period(
+        &self,
+        name: &str,
+        ends_at: OffsetDateTime,
+        grace_s: u64,
+    ) -> Result<PeriodId, IssuerError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(FieldError {
+                field: "name",
+                rule: "must be 1-64 printable characters",
+            }
+            .into());
+        }
+        let now = self.now();
+        if ends_at <= now {
+            return Err(FieldError {
+                field: "ends_at",
+                rule: "must be in the future",
+            }
+            .into());
+        }
+        let period = LivePeriod {
+            id: PeriodId::generate(),
+            name: name.to_owned(),
+            opened_at: now,
+            ends_at,
+            grace_s,
+            key: PeriodKey::generate(),
+            destroy_pending: false,
+        };
+        let commitment = key_commitment(&period.key);
+        let (id, deadline) = (period.id, period.deadline());
+        self.vault().update(|ring| ring.periods.push(period))?;
+        self.journal.append(
+            now,
+            Event::PeriodOpened {
+                period: id,
+                name: name.to_owned(),
+                ends_at: rfc3339(ends_at),
+                deadline: rfc3339(deadline),
+            },
+        )?;
+        self.journal
+            .append(now, Event::PeriodKeyCreated { period: id, commitment })?;
+        Ok(id)
+    }
+
+    /// Live periods, oldest first (keys omitted).
+    pub fn periods(&self) -> Vec<PeriodInfo> {
+        self.vault()
+            .ring()
+            .periods
+            .iter()
+            .map(PeriodInfo::from)
+            .collect()
+    }
+
+    /// Tombstones of destroyed periods.
+    pub fn destroyed_periods(&self) -> Vec<DestroyedPeriod> {
+        self.vault().ring().destroyed.clone()
+    }
+
+    /// The newest period that has not ended: where enrolments go.
+    pub fn current_period(&self) -> Result<PeriodId, IssuerError> {
+        let now = self.now();
+        self.vault()
+            .ring()
+            .periods
+            .iter()
+            .filter(|p| p.ends_at > now && !p.destroy_pending)
+            .max_by_key(|p| p.opened_at)
+            .map(|p| p.id)
+            .ok_or(IssuerError::NoOpenPeriod)
+    }
+
+    fn period_key(&self, period: &PeriodId) -> Result<PeriodKey, IssuerError> {
+        self.vault()
+            .ring()
+            .period(period)
+            .filter(|p| !p.destroy_pending)
+            .map(|p| p.key.clone())
+            .ok_or(IssuerError::UnknownPeriod)
+    }
+
+    /// Enrols a resident into `period`: validates, refuses a second
+    /// enrolment of the same document (keyed-hash index), seals the record
+    /// under its own key, and stores only ciphertext.
+    pub fn enrol(
+        &self,
+        period: &PeriodId,
+        personal: PersonalData,
+        password_hash: Option<String>,
+    ) -> Result<ResidentId, IssuerError> {
+        let key = self.period_key(period)?;
+        let needs_employer = false;
+        personal.validate(self.now().date(), needs_employer)?;
+        let id = ResidentId::generate();
+        let doc_index = index_key(&key, "document", &personal.normalized_document());
+        if !self.store.index_claim(period, &doc_index, id.as_bytes())? {
+            return Err(IssuerError::DuplicateDocument);
+        }
+        let record = ResidentRecord {
+            personal,
+            password_hash,
+        };
+        let result = self.write_record(period, &key, &id, &record);
+        if result.is_err() {
+            // Leave no index entry pointing at a record that was never written.
+            self.store.index_remove(period, &doc_index)?;
+        }
+        result.map(|()| id)
+    }
+
+    fn write_record(
+        &self,
+        period: &PeriodId,
+        key: &PeriodKey,
+        id: &ResidentId,
+        record: &ResidentRecord,
+    ) -> Result<(), IssuerError> {
+        let plain = SecretBytes::new(
+            serde_json::to_vec(record).map_err(|_| IssuerError::Crypto(CryptoError::Failed))?,
+        );
+        let sealed = seal::seal(
+            record_key(key, id).expose_secret(),
+            &record_aad(period, id),
+            plain.expose_secret(),
+        )?;
+        self.store.put_record(period, id, &sealed)?;
+        Ok(())
+    }
+
+    /// Decrypts a resident's record.
+    pub fn record(&self, period: &PeriodId, id: &ResidentId) -> Result<ResidentRecord, IssuerError> {
+        let key = self.period_key(period)?;
+        let sealed = self
+            .store
+            .record(period, id)?
+            .ok_or(IssuerError::UnknownResident)?;
+        let plain = seal::open(
+            record_key(&key, id).expose_secret(),
+            &record_aad(period, id),
+            &sealed,
+        )?;
+        serde_json::from_slice(plain.expose_secret()).map_err(|_| CryptoError::Failed.into())
+    }
+
+    /// A keyed hash of `value` under the period's index key for `label`:
+    /// lookups without storing the value. Used for sessions and quotas.
+    pub fn period_index(&self, period: &PeriodId, label: &str, value: &str) -> Result<[u8; 32], IssuerError> {
+        Ok(index_key(&self.period_key(period)?, label, value))
+    }
+
+    /// Erases one resident before the period ends: removes the record and
+    /// its index entry. (The bytes may linger in sled's files until the
+    /// period key is destroyed; see the threat model.)
+    pub fn erase_resident(&self, period: &PeriodId, id: &ResidentId) -> Result<(), IssuerError> {
+        let record = self.record(period, id)?;
+        let key = self.period_key(period)?;
+        let doc_index = index_key(&key, "document", &record.personal.normalized_document());
+        self.store.index_remove(period, &doc_index)?;
+        self.store.remove_record(period, id)?;
+        Ok(())
+    }
+
+    /// Destroys a period (crypto-shredding, DESIGN §4 step 5). Idempotent
+    /// and crash-safe: the intent is logged and recorded in the key ring
+    /// first, so a restart at any point finishes the job.
+    ///
+    /// 1. audit `destroy-intent`; mark the period pending in the ring;
+    /// 2. rotate the master key, committing a ring without `K_P`;
+    /// 3. the old ring, master and `K_P` are dropped (zeroized) in memory;
+    /// 4. audit `period-key-destroyed` (with lateness) and `master-rotated`;
+    /// 5. purge the period's sled data (hygiene) and audit the counts.
+    pub fn destroy_period(&self, period: &PeriodId) -> Result<DestroyReport, IssuerError> {
+        let now = self.now();
+        let mut vault = self.vault();
+        let Some(live) = vault.ring().period(period) else {
+            // Already destroyed: finishing the purge is all that may remain.
+            let known = vault.ring().destroyed.iter().any(|d| &d.id == period);
+            drop(vault);
+            if !known {
+                return Err(IssuerError::UnknownPeriod);
+            }
+            let purged = self.purge(period)?;
+            return Ok(DestroyReport {
+                period: *period,
+                late_by_s: 0,
+                purged_entries: purged,
+                master_version: self.master_version(),
+            });
+        };
+        let deadline = live.deadline();
+        if !live.destroy_pending {
+            self.journal.append(now, Event::DestroyIntent { period: *period })?;
+            vault.update(|ring| {
+                if let Some(p) = ring.periods.iter_mut().find(|p| &p.id == period) {
+                    p.destroy_pending = true;
+                }
+            })?;
+        }
+        vault.check_fault(FaultPoint::AfterIntent)?;
+        vault.rotate(|ring| {
+            if let Some(pos) = ring.periods.iter().position(|p| &p.id == period) {
+                let gone = ring.periods.remove(pos);
+                ring.destroyed.push(DestroyedPeriod {
+                    id: gone.id,
+                    name: gone.name.clone(),
+                    opened_at: gone.opened_at,
+                    ends_at: gone.ends_at,
+                    deadline: gone.deadline(),
+                    destroyed_at: now,
+                });
+                // `gone` (with K_P) is dropped here and zeroized.
+            }
+        })?;
+        let master_version = vault.master_version();
+        let late_by_s = (now - deadline).whole_seconds().max(0);
+        drop(vault);
+        self.journal.append(
+            now,
+            Event::PeriodKeyDestroyed {
+                period: *period,
+                deadline: rfc3339(deadline),
+                late_by_s,
+            },
+        )?;
+        self.journal
+            .append(now, Event::MasterRotated { version: master_version })?;
+        self.vault().check_fault(FaultPoint::BeforePurge)?;
+        let purged_entries = self.purge(period)?;
+        Ok(DestroyReport {
+            period: *period,
+            late_by_s,
+            purged_entries,
+            master_version,
+        })
+    }
+
+    fn purge(&self, period: &PeriodId) -> Result<u64, IssuerError> {
+        let entries = self.store.purge_period(period)? as u64;
+        if entries > 0 {
+            self.journal
+                .append(self.now(), Event::RecordsPurged { period: *period, entries })?;
+        }
+        Ok(entries)
+    }
+
+    /// Makes sure every class has a signing key for every window from the
+    /// one containing today up to the horizon; logs each new key.
+    pub fn ensure_signing_keys(&self) -> Result<usize, IssuerError> {
+        let now = self.now();
+        let today = now.date();
+        let last_day = today + Duration::days(i64::from(self.config.key_horizon_days));
+        let mut wanted: Vec<(ClassName, Window)> = Vec::new();
+        for class in &self.config.classes.classes {
+            let mut window = Window::containing(class.window, today);
+            while window.first_day() <= last_day {
+                wanted.push((class.name.clone(), window));
+                window = window.next();
+            }
+        }
+        let missing: Vec<(ClassName, Window)> = {
+            let vault = self.vault();
+            wanted
+                .into_iter()
+                .filter(|(c, w)| {
+                    !vault
+                        .ring()
+                        .signing_keys
+                        .iter()
+                        .any(|k| &k.class == c && &k.window == w)
+                })
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        // Key generation is slow; do it before taking the vault lock.
+        let mut fresh = Vec::with_capacity(missing.len());
+        for (class, window) in missing {
+            fresh.push(SigningKeyEntry {
+                class,
+                window,
+                key: IssuerSigningKey::generate()?,
+            });
+        }
+        let published: Vec<Event> = fresh
+            .iter()
+            .map(|k| Event::SigningKeyPublished {
+                key_id: k.key.public().key_id().to_hex(),
+                class: k.class.to_string(),
+                window: k.window.to_string(),
+            })
+            .collect();
+        let count = fresh.len();
+        self.vault().update(|ring| ring.signing_keys.extend(fresh))?;
+        for event in published {
+            self.journal.append(now, event)?;
+        }
+        Ok(count)
+    }
+
+    /// Removes signing keys whose window ended more than `skew` ago.
+    pub fn retire_signing_keys(&self, skew: Duration) -> Result<usize, IssuerError> {
+        let now = self.now();
+        let retired: Vec<KeyId> = self
+            .vault()
+            .ring()
+            .signing_keys
+            .iter()
+            .filter(|k| k.window.ends_at() + skew <= now)
+            .map(|k| k.key.public().key_id())
+            .collect();
+        if retired.is_empty() {
+            return Ok(0);
+        }
+        self.vault()
+            .update(|ring| ring.signing_keys.retain(|k| !retired.contains(&k.key.public().key_id())))?;
+        for key_id in &retired {
+            self.journal
+                .append(now, Event::SigningKeyRetired { key_id: key_id.to_hex() })?;
+        }
+        Ok(retired.len())
+    }
+
+    /// The signing key of a class and window.
+    pub fn signing_key(&self, class: &str, window: &Window) -> Result<IssuerSigningKey, IssuerError> {
+        self.config
+            .classes
+            .class(class)
+            .ok_or(IssuerError::UnknownClass)?;
+        self.vault()
+            .ring()
+            .signing_keys
+            .iter()
+            .find(|k| k.class.as_str() == class && &k.window == window)
+            .map(|k| k.key.clone())
+            .ok_or(IssuerError::NoSigningKey)
+    }
+
+    /// Blind-signs a token request under the key of `(class, window)`.
+    /// Eligibility and quota are the caller's business (the service).
+    pub fn blind_sign(
+        &self,
+        class: &str,
+        window: &Window,
+        request: &TokenRequest,
+    ) -> Result<TokenResponse, IssuerError> {
+        Ok(self.signing_key(class, window)?.blind_sign(request)?)
+    }
+
+    /// The published directory of every current signing key.
+    pub fn directory(&self) -> Directory {
+        let vault = self.vault();
+        let mut keys: Vec<PublishedKey> = vault
+            .ring()
+            .signing_keys
+            .iter()
+            .map(|k| PublishedKey::new(k.key.public().spki(), k.class.clone(), k.window))
+            .collect();
+        keys.sort_by(|a, b| (&a.class, a.window).cmp(&(&b.class, b.window)));
+        Directory {
+            issuer_name: self.config.issuer_name.clone(),
+            issuer_request_uri: self.config.issuer_request_uri.clone(),
+            generated_at: self.now().unix_timestamp(),
+            max_age_s: self.config.directory_max_age_s,
+            keys,
+        }
+    }
+
+    /// The public key of a `(class, window)`.
+    pub fn public_key(&self, class: &str, window: &Window) -> Result<IssuerPublicKey, IssuerError> {
+        Ok(self.signing_key(class, window)?.public().clone())
+    }
+}
+
+/// A live period without its key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeriodInfo {
+    /// Random id.
+    pub id: PeriodId,
+    /// Operator's label.
+    pub name: String,
+    /// Opened at.
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    /// Ends at.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ends_at: OffsetDateTime,
+    /// Grace after the end, seconds.
+    pub grace_s: u64,
+    /// Destruction deadline.
+    #[serde(with = "time::serde::rfc3339")]
+    pub deadline: OffsetDateTime,
+    /// Destruction has started.
+    pub destroy_pending: bool,
+}
+
+impl From<&LivePeriod> for PeriodInfo {
+    fn from(p: &LivePeriod) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            opened_at: p.opened_at,
+            ends_at: p.ends_at,
+            grace_s: p.grace_s,
+            deadline: p.deadline(),
+            destroy_pending: p.destroy_pending,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! blindpass: movement permits that verifiers can check offline without
+//! learning who holds them, and personal data that expires by destroying
+//! its keys.
+//!
+//! A map of the crate (dependencies point downwards only):
+//!
+//! - [`cli`] — argument parsing and output; the only place reading argv/env.
+//! - [`issuer`] — the core: periods, enrolment, signing keys, destruction.
+//! - [`audit`] — the public, hash-chained audit log.
+//! - [`vault`] — master slot and key ring files (keys never touch sled).
+//! - [`store`] — everything that touches sled (ciphertext only).
+//! - [`crypto`] — secret types, sealing, KDFs, blind RSA; no I/O.
+//! - [`protocol`] — RFC 9578 wire formats, QR payload, directory; no I/O.
+//! - [`clock`], [`ids`] — injected time and random identifiers.
+//!
+//! `docs/architecture.md` explains the design and its invariants.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod crypto;
+pub mod ids;
+pub mod issuer;
+pub mod protocol;
+pub mod store;
+pub mod vault;

@@ -1,0 +1,232 @@
+//! Everything that touches sled. sled holds ciphertext and keyed hashes
+//! only: tree names carry random period ids, keys are random resident ids or
+//! HMAC outputs, values are sealed records. Nothing here can read personal
+//! data, because nothing here ever holds a key.
+//!
+//! sled does not erase removed bytes and its `flush` is not a full fsync on
+//! Linux; so purging a period here is hygiene, never the deletion guarantee
+//! (that is the vault's key destruction).
+
+use std::path::Path;
+
+use crate::ids::{PeriodId, ResidentId};
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// sled reported an error.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value had an unexpected shape.
+    #[error("storage: corrupt entry in {0}")]
+    Corrupt(&'static str),
+}
+
+/// The kinds of per-period tree. Each period has one tree of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    /// Sealed resident records, by resident id.
+    Records,
+    /// Keyed-hash lookup index (e.g. document number → resident id).
+    Index,
+    /// Sessions, quota counters, idempotency entries: short-lived state.
+    State,
+}
+
+impl TreeKind {
+    const ALL: [TreeKind; 3] = [TreeKind::Records, TreeKind::Index, TreeKind::State];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            TreeKind::Records => "records",
+            TreeKind::Index => "index",
+            TreeKind::State => "state",
+        }
+    }
+}
+
+/// Tuning for the sled database.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreConfig {
+    /// sled's page cache size (sled's own default is 1 GiB).
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The sled database of one issuer.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+}
+
+fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
+    format!("period.{period}.{}", kind.suffix())
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_bytes)
+            .open()?;
+        Ok(Self { db })
+    }
+
+    fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(tree_name(period, kind))?)
+    }
+
+    /// Stores a sealed record under its resident id.
+    pub fn put_record(
+        &self,
+        period: &PeriodId,
+        id: &ResidentId,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.tree(period, TreeKind::Records)?.insert(id.as_bytes(), sealed)?;
+        Ok(())
+    }
+
+    /// The sealed record of a resident, if present.
+    pub fn record(&self, period: &PeriodId, id: &ResidentId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(period, TreeKind::Records)?
+            .get(id.as_bytes())?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Removes a resident's sealed record.
+    pub fn remove_record(&self, period: &PeriodId, id: &ResidentId) -> Result<bool, StoreError> {
+        Ok(self.tree(period, TreeKind::Records)?.remove(id.as_bytes())?.is_some())
+    }
+
+    /// Number of sealed records in a period.
+    pub fn record_count(&self, period: &PeriodId) -> Result<usize, StoreError> {
+        Ok(self.tree(period, TreeKind::Records)?.len())
+    }
+
+    /// Claims an index slot: stores `value` under `key` only if the key is
+    /// absent, atomically. Returns `false` if it was already taken.
+    pub fn index_claim(
+        &self,
+        period: &PeriodId,
+        key: &[u8; 32],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let tree = self.tree(period, TreeKind::Index)?;
+        Ok(tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+            .is_ok())
+    }
+
+    /// Reads an index slot.
+    pub fn index_get(&self, period: &PeriodId, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(period, TreeKind::Index)?
+            .get(key)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Frees an index slot.
+    pub fn index_remove(&self, period: &PeriodId, key: &[u8; 32]) -> Result<(), StoreError> {
+        self.tree(period, TreeKind::Index)?.remove(key)?;
+        Ok(())
+    }
+
+    /// The short-lived state tree of a period (sessions, quotas, idempotency).
+    pub fn state(&self, period: &PeriodId) -> Result<sled::Tree, StoreError> {
+        self.tree(period, TreeKind::State)
+    }
+
+    /// Drops every tree of a period; returns how many entries they held.
+    /// Hygiene only: sled may keep the bytes in its files until reused.
+    pub fn purge_period(&self, period: &PeriodId) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for kind in TreeKind::ALL {
+            let name = tree_name(period, kind);
+            if self.db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()) {
+                removed += self.db.open_tree(&name)?.len();
+                self.db.drop_tree(name.as_bytes())?;
+            }
+        }
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// The periods that have any tree in the database.
+    pub fn periods_present(&self) -> Vec<PeriodId> {
+        let mut out: Vec<PeriodId> = self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
+            .filter_map(|n| {
+                n.strip_prefix("period.")
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(PeriodId::parse)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Writes buffered changes to the files (sled's flush; see module docs).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The tree names, for audits of what is stored.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_claim_is_first_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let p = PeriodId::generate();
+        assert!(store.index_claim(&p, &[1; 32], b"a").unwrap());
+        assert!(!store.index_claim(&p, &[1; 32], b"b").unwrap());
+        assert_eq!(store.index_get(&p, &[1; 32]).unwrap().unwrap(), b"a");
+    }
+
+    #[test]
+    fn purge_drops_only_that_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let (a, b) = (PeriodId::generate(), PeriodId::generate());
+        let id = ResidentId::generate();
+        store.put_record(&a, &id, b"x").unwrap();
+        store.put_record(&b, &id, b"y").unwrap();
+        store.index_claim(&a, &[2; 32], b"z").unwrap();
+        assert_eq!(store.purge_period(&a).unwrap(), 2);
+        assert!(store.record(&a, &id).unwrap().is_none());
+        assert_eq!(store.record(&b, &id).unwrap().unwrap(), b"y");
+        assert_eq!(store.periods_present(), vec![b]);
+    }
+}

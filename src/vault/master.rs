@@ -1,0 +1,199 @@
+//! The master key `M_v` and where it lives. [`MasterKeyProvider`] is the seam
+//! for a TPM, PKCS#11 HSM or cloud KMS; [`PassphraseSlot`] is the built-in
+//! provider: a small file holding `M_v` wrapped with Argon2id(passphrase).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::VaultError;
+use super::fsutil;
+use crate::crypto::kdf::{Argon2Params, argon2id};
+use crate::crypto::secret::{DerivedKey, MasterKey, Passphrase, random_32};
+use crate::crypto::seal;
+
+/// Holds the one secret whose erasure must be trusted.
+///
+/// Security contract: after [`MasterKeyProvider::replace`] returns `Ok`, the
+/// previous master key can no longer be loaded from this provider, and the
+/// new one survives a crash. If it returns `Err`, the previous key is still
+/// the one that loads.
+pub trait MasterKeyProvider: Send + Sync {
+    /// The current master key and its version.
+    fn load(&self) -> Result<(u64, MasterKey), VaultError>;
+    /// Durably replaces the stored master key with `key` at `version`.
+    fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError>;
+}
+
+const SLOT_FORMAT: &str = "blindpass-master-slot-v1";
+
+#[derive(Serialize, Deserialize)]
+struct SlotFile {
+    format: String,
+    argon2: Argon2Params,
+    salt: String,
+    version: u64,
+    wrapped: String,
+}
+
+/// The master key wrapped under Argon2id(operator passphrase) in a file.
+pub struct PassphraseSlot {
+    path: PathBuf,
+    kek: DerivedKey,
+    salt: [u8; 32],
+    params: Argon2Params,
+}
+
+impl std::fmt::Debug for PassphraseSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassphraseSlot")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn slot_aad(version: u64) -> Vec<u8> {
+    let mut aad = SLOT_FORMAT.as_bytes().to_vec();
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+impl PassphraseSlot {
+    /// Creates a new slot holding a fresh master key at version 1. Refuses
+    /// to overwrite an existing slot.
+    pub fn create(
+        path: &Path,
+        passphrase: &Passphrase,
+        params: Argon2Params,
+    ) -> Result<Self, VaultError> {
+        if path.exists() {
+            return Err(VaultError::AlreadyInitialised);
+        }
+        let salt = random_32();
+        let slot = Self {
+            path: path.to_owned(),
+            kek: argon2id(passphrase, &salt, params)?,
+            salt,
+            params,
+        };
+        slot.write(1, &MasterKey::generate())?;
+        Ok(slot)
+    }
+
+    /// Opens an existing slot and checks the passphrase by unwrapping the
+    /// key. A wrong passphrase is [`VaultError::WrongPassphrase`]; nothing
+    /// on disk is touched.
+    pub fn open(path: &Path, passphrase: &Passphrase) -> Result<Self, VaultError> {
+        let file = read_slot(path)?;
+        let salt: [u8; 32] = hex::decode(&file.salt)
+            .ok()
+            .and_then(|s| s.try_into().ok())
+            .ok_or(VaultError::Corrupt("master slot salt"))?;
+        let slot = Self {
+            path: path.to_owned(),
+            kek: argon2id(passphrase, &salt, file.argon2)?,
+            salt,
+            params: file.argon2,
+        };
+        slot.load()?;
+        Ok(slot)
+    }
+
+    fn write(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {
+        let wrapped = seal::seal(self.kek.expose_secret(), &slot_aad(version), key.expose_secret())?;
+        let file = SlotFile {
+            format: SLOT_FORMAT.into(),
+            argon2: self.params,
+            salt: hex::encode(self.salt),
+            version,
+            wrapped: hex::encode(wrapped),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|_| VaultError::Corrupt("slot"))?;
+        // Hold the old slot open so its blocks can be overwritten in place
+        // once the new slot is durable: the rename alone would leave the old
+        // wrapped key in freed blocks of the file system.
+        let old = OpenOptions::new().write(true).open(&self.path).ok();
+        fsutil::atomic_write(&self.path, &bytes)?;
+        if let Some(mut old) = old {
+            let len = old.metadata().map(|m| m.len()).unwrap_or(0);
+            let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            old.write_all(&zeros)?;
+            old.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn read_slot(path: &Path) -> Result<SlotFile, VaultError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(VaultError::NotInitialised);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let file: SlotFile =
+        serde_json::from_slice(&bytes).map_err(|_| VaultError::Corrupt("master slot"))?;
+    if file.format != SLOT_FORMAT {
+        return Err(VaultError::Corrupt("master slot format"));
+    }
+    Ok(file)
+}
+
+impl MasterKeyProvider for PassphraseSlot {
+    fn load(&self) -> Result<(u64, MasterKey), VaultError> {
+        let file = read_slot(&self.path)?;
+        let wrapped = hex::decode(&file.wrapped).map_err(|_| VaultError::Corrupt("master slot"))?;
+        let plain = seal::open(self.kek.expose_secret(), &slot_aad(file.version), &wrapped)
+            .map_err(|_| VaultError::WrongPassphrase)?;
+        let bytes: [u8; 32] = plain
+            .expose_secret()
+            .try_into()
+            .map_err(|_| VaultError::Corrupt("master key length"))?;
+        Ok((file.version, MasterKey::from_bytes(bytes)))
+    }
+
+    fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {
+        self.write(version, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: Argon2Params = Argon2Params::INSECURE_FAST_FOR_TESTS;
+
+    #[test]
+    fn create_open_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.slot");
+        let pass = Passphrase::new("correct horse".into());
+        let slot = PassphraseSlot::create(&path, &pass, FAST).unwrap();
+        let (v1, m1) = slot.load().unwrap();
+        assert_eq!(v1, 1);
+        let m2 = MasterKey::generate();
+        slot.replace(2, &m2).unwrap();
+        let reopened = PassphraseSlot::open(&path, &pass).unwrap();
+        let (v2, loaded) = reopened.load().unwrap();
+        assert_eq!((v2, &loaded), (2, &m2));
+        assert_ne!(loaded, m1);
+    }
+
+    #[test]
+    fn wrong_passphrase_is_clear_and_overwrites_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.slot");
+        PassphraseSlot::create(&path, &Passphrase::new("right".into()), FAST).unwrap();
+        let before = fs::read(&path).unwrap();
+        let err = PassphraseSlot::open(&path, &Passphrase::new("wrong".into())).unwrap_err();
+        assert!(matches!(err, VaultError::WrongPassphrase));
+        assert_eq!(fs::read(&path).unwrap(), before);
+        assert!(matches!(
+            PassphraseSlot::create(&path, &Passphrase::new("x".into()), FAST),
+            Err(VaultError::AlreadyInitialised)
+        ));
+    }
+}

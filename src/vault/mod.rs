@@ -1,0 +1,337 @@
+//! The key hierarchy on disk: the master slot and the key ring file. Nothing
+//! here touches sled: period keys live only in the key ring, sealed under
+//! the master key, so destroying a period means rewriting the ring without
+//! its key under a *new* master key and destroying the old one.
+//!
+//! Files in the vault directory:
+//! - `master.slot` — the master key, wrapped (see [`master`]);
+//! - `keyring.<v>.sealed` — the key ring sealed under master version `v`.
+//!
+//! Rotation is crash-safe because the master slot is the single commit
+//! point: the new ring is written under a new name first, then the slot is
+//! replaced, then the old ring is removed. At open, the ring whose version
+//! matches the slot is the truth and any other ring file is debris.
+
+pub mod fsutil;
+pub mod keyring;
+pub mod master;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use keyring::KeyRing;
+use master::MasterKeyProvider;
+
+use crate::crypto::secret::MasterKey;
+use crate::crypto::{CryptoError, kdf, seal};
+
+/// Why the vault could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// The passphrase does not unwrap the master slot.
+    #[error("wrong passphrase for the master slot")]
+    WrongPassphrase,
+    /// There is no master slot yet.
+    #[error("the vault has not been initialised")]
+    NotInitialised,
+    /// A master slot already exists; refusing to overwrite it.
+    #[error("a master slot already exists")]
+    AlreadyInitialised,
+    /// A vault file is damaged, truncated or was tampered with.
+    #[error("vault file is corrupt or was tampered with: {0}")]
+    Corrupt(&'static str),
+    /// A test asked for a simulated crash at this point.
+    #[error("injected fault at {0:?}")]
+    InjectedFault(FaultPoint),
+    /// The file system failed.
+    #[error("vault I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// Sealing or opening failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Points in a key-ring replace or a period destruction where tests can
+/// simulate a crash (the operation stops there, as if the process died).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// After the destruction intent is recorded, before anything else.
+    AfterIntent,
+    /// After the new ring file is durable, before the master slot changes.
+    AfterNewRingWritten,
+    /// After the master slot holds the new key, before the old ring is removed.
+    AfterMasterReplaced,
+    /// After the key is gone, before the period's sled data is purged.
+    BeforePurge,
+}
+
+/// The opened vault: the master key in memory and the decrypted ring.
+pub struct Vault {
+    dir: PathBuf,
+    provider: Box<dyn MasterKeyProvider>,
+    version: u64,
+    master: MasterKey,
+    ring: KeyRing,
+    fault: Option<FaultPoint>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ring_path(dir: &Path, version: u64) -> PathBuf {
+    dir.join(format!("keyring.{version}.sealed"))
+}
+
+fn ring_aad(version: u64) -> Vec<u8> {
+    let mut aad = b"blindpass-keyring-v1".to_vec();
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+fn ring_versions(dir: &Path) -> Result<Vec<u64>, VaultError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(v) = name
+            .strip_prefix("keyring.")
+            .and_then(|rest| rest.strip_suffix(".sealed"))
+            .and_then(|v| v.parse().ok())
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+impl Vault {
+    /// Starts a vault in `dir` with an empty key ring under the provider's
+    /// current master key.
+    pub fn create(dir: &Path, provider: Box<dyn MasterKeyProvider>) -> Result<Self, VaultError> {
+        fsutil::create_private_dir(dir)?;
+        let (version, master) = provider.load()?;
+        if ring_path(dir, version).exists() {
+            return Err(VaultError::AlreadyInitialised);
+        }
+        let vault = Self {
+            dir: dir.to_owned(),
+            provider,
+            version,
+            master,
+            ring: KeyRing::new(),
+            fault: None,
+        };
+        vault.write_ring(version, &vault.master, &vault.ring)?;
+        Ok(vault)
+    }
+
+    /// Opens the vault: loads the master key, opens the matching ring, and
+    /// removes ring files left by an interrupted rotation.
+    pub fn open(dir: &Path, provider: Box<dyn MasterKeyProvider>) -> Result<Self, VaultError> {
+        let (version, master) = provider.load()?;
+        let sealed = match fs::read(ring_path(dir, version)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VaultError::Corrupt("no key ring for the current master key"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
+        let plain = seal::open(ring_key.expose_secret(), &ring_aad(version), &sealed)
+            .map_err(|_| VaultError::Corrupt("key ring does not open under the master key"))?;
+        let ring = KeyRing::from_bytes(plain.expose_secret())?;
+        for stale in ring_versions(dir)?.into_iter().filter(|v| *v != version) {
+            fsutil::scrub_and_remove(&ring_path(dir, stale))?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            provider,
+            version,
+            master,
+            ring,
+            fault: None,
+        })
+    }
+
+    /// The decrypted key ring.
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    /// The master key version (it goes up by one at every rotation).
+    pub fn master_version(&self) -> u64 {
+        self.version
+    }
+
+    /// The directory holding the vault files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Tests only: make the next rotation stop at `point` as if the process
+    /// died there.
+    pub fn dangerous_inject_fault(&mut self, point: Option<FaultPoint>) {
+        self.fault = point;
+    }
+
+    pub(crate) fn check_fault(&self, point: FaultPoint) -> Result<(), VaultError> {
+        if self.fault == Some(point) {
+            return Err(VaultError::InjectedFault(point));
+        }
+        Ok(())
+    }
+
+    fn write_ring(&self, version: u64, master: &MasterKey, ring: &KeyRing) -> Result<(), VaultError> {
+        let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
+        let plain = ring.to_bytes()?;
+        let sealed = seal::seal(ring_key.expose_secret(), &ring_aad(version), plain.expose_secret())?;
+        fsutil::atomic_write(&ring_path(&self.dir, version), &sealed)?;
+        Ok(())
+    }
+
+    /// Changes the ring and durably replaces the ring file under the same
+    /// master key. If writing fails, the in-memory ring is left unchanged.
+    pub fn update(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
+        let mut next = self.ring.clone();
+        change(&mut next);
+        self.write_ring(self.version, &self.master, &next)?;
+        self.ring = next;
+        Ok(())
+    }
+
+    /// Changes the ring and commits it under a brand-new master key, so every
+    /// earlier copy of the ring — on disk, in backups, in freed blocks — is
+    /// sealed under a master key that no longer exists anywhere.
+    ///
+    /// Order: write `keyring.<v+1>` under `M_{v+1}` and make it durable;
+    /// replace the master slot (the commit point); remove `keyring.<v>`;
+    /// drop the old master from memory (it is zeroized on drop).
+    pub fn rotate(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
+        let mut next = self.ring.clone();
+        change(&mut next);
+        let new_version = self.version + 1;
+        let new_master = MasterKey::generate();
+        self.write_ring(new_version, &new_master, &next)?;
+        self.check_fault(FaultPoint::AfterNewRingWritten)?;
+        self.provider.replace(new_version, &new_master)?;
+        let old_version = self.version;
+        self.version = new_version;
+        self.master = new_master;
+        self.ring = next;
+        self.check_fault(FaultPoint::AfterMasterReplaced)?;
+        fsutil::scrub_and_remove(&ring_path(&self.dir, old_version))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::kdf::Argon2Params;
+    use crate::crypto::secret::{Passphrase, PeriodKey};
+    use crate::ids::PeriodId;
+    use keyring::LivePeriod;
+    use master::PassphraseSlot;
+    use time::OffsetDateTime;
+
+    fn slot(dir: &Path) -> Box<dyn MasterKeyProvider> {
+        let path = dir.join("master.slot");
+        let pass = Passphrase::new("pass".into());
+        let slot = if path.exists() {
+            PassphraseSlot::open(&path, &pass).unwrap()
+        } else {
+            PassphraseSlot::create(&path, &pass, Argon2Params::INSECURE_FAST_FOR_TESTS).unwrap()
+        };
+        Box::new(slot)
+    }
+
+    fn period() -> LivePeriod {
+        let now = OffsetDateTime::now_utc();
+        LivePeriod {
+            id: PeriodId::generate(),
+            name: "p".into(),
+            opened_at: now,
+            ends_at: now,
+            grace_s: 0,
+            key: PeriodKey::generate(),
+            destroy_pending: false,
+        }
+    }
+
+    #[test]
+    fn update_and_rotate_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vault = Vault::create(dir.path(), slot(dir.path())).unwrap();
+        let p = period();
+        vault.update(|r| r.periods.push(p.clone())).unwrap();
+        vault.rotate(|_| {}).unwrap();
+        assert_eq!(vault.master_version(), 2);
+        drop(vault);
+        let vault = Vault::open(dir.path(), slot(dir.path())).unwrap();
+        assert_eq!(vault.ring().period(&p.id).unwrap().key, p.key);
+        assert_eq!(ring_versions(dir.path()).unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn truncated_or_flipped_ring_is_a_clean_error() {
+        let dir = tempfile::tempdir().unwrap();
+        Vault::create(dir.path(), slot(dir.path())).unwrap();
+        let path = ring_path(dir.path(), 1);
+        let good = fs::read(&path).unwrap();
+        fs::write(&path, &good[..good.len() / 2]).unwrap();
+        assert!(matches!(
+            Vault::open(dir.path(), slot(dir.path())),
+            Err(VaultError::Corrupt(_))
+        ));
+        let mut flipped = good.clone();
+        flipped[40] ^= 0x10;
+        fs::write(&path, &flipped).unwrap();
+        assert!(matches!(
+            Vault::open(dir.path(), slot(dir.path())),
+            Err(VaultError::Corrupt(_))
+        ));
+        fs::write(&path, &good).unwrap();
+        Vault::open(dir.path(), slot(dir.path())).unwrap();
+    }
+
+    #[test]
+    fn interrupted_rotation_keeps_a_consistent_ring() {
+        for point in [FaultPoint::AfterNewRingWritten, FaultPoint::AfterMasterReplaced] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut vault = Vault::create(dir.path(), slot(dir.path())).unwrap();
+            let keep = period();
+            let gone = period();
+            vault
+                .update(|r| r.periods.extend([keep.clone(), gone.clone()]))
+                .unwrap();
+            vault.dangerous_inject_fault(Some(point));
+            let err = vault
+                .rotate(|r| r.periods.retain(|p| p.id != gone.id))
+                .unwrap_err();
+            assert!(matches!(err, VaultError::InjectedFault(_)));
+            drop(vault);
+            let vault = Vault::open(dir.path(), slot(dir.path())).unwrap();
+            assert!(vault.ring().period(&keep.id).is_some(), "{point:?}");
+            match point {
+                // Before the commit point the rotation did not happen.
+                FaultPoint::AfterNewRingWritten => {
+                    assert_eq!(vault.master_version(), 1);
+                    assert!(vault.ring().period(&gone.id).is_some());
+                }
+                // After it, the rotation did.
+                _ => {
+                    assert_eq!(vault.master_version(), 2);
+                    assert!(vault.ring().period(&gone.id).is_none());
+                }
+            }
+            assert_eq!(ring_versions(dir.path()).unwrap().len(), 1, "debris removed");
+        }
+    }
+}
