@@ -277,6 +277,37 @@ impl Authority {
         for period in pending {
             self.destroy_period(&period)?;
         }
+        // A crash between the commit of a rotation and its audit entries
+        // leaves a tombstone the log does not show yet: log it now.
+        let logged: Vec<PeriodId> = self
+            .journal
+            .entries()?
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::PeriodKeyDestroyed { period, .. } => Some(period),
+                _ => None,
+            })
+            .collect();
+        let (unlogged, version): (Vec<DestroyedPeriod>, u64) = {
+            let vault = self.vault();
+            let tombstones = vault.ring().destroyed.iter();
+            let unlogged = tombstones.filter(|d| !logged.contains(&d.id)).cloned().collect();
+            (unlogged, vault.master_version())
+        };
+        for gone in &unlogged {
+            self.journal.append(
+                gone.destroyed_at,
+                Event::PeriodKeyDestroyed {
+                    period: gone.id,
+                    deadline: rfc3339(gone.deadline),
+                    late_by_s: (gone.destroyed_at - gone.deadline).whole_seconds().max(0),
+                },
+            )?;
+        }
+        if !unlogged.is_empty() {
+            self.journal
+                .append(self.now(), Event::MasterRotated { version })?;
+        }
         let live: Vec<PeriodId> = self.vault().ring().periods.iter().map(|p| p.id).collect();
         for period in self.store.periods_present() {
             if !live.contains(&period) {

@@ -85,6 +85,17 @@ impl Store {
         Ok(self.db.open_tree(tree_name(period, kind))?)
     }
 
+    /// The tree if it exists; reads never create trees, so a read after a
+    /// purge cannot bring a dropped period back.
+    fn existing_tree(&self, period: &PeriodId, kind: TreeKind) -> Result<Option<sled::Tree>, StoreError> {
+        let name = tree_name(period, kind);
+        if self.db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()) {
+            Ok(Some(self.db.open_tree(name)?))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Stores a sealed record under its resident id.
     pub fn put_record(
         &self,
@@ -98,10 +109,10 @@ impl Store {
 
     /// The sealed record of a resident, if present.
     pub fn record(&self, period: &PeriodId, id: &ResidentId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(period, TreeKind::Records)?
-            .get(id.as_bytes())?
-            .map(|v| v.to_vec()))
+        match self.existing_tree(period, TreeKind::Records)? {
+            Some(tree) => Ok(tree.get(id.as_bytes())?.map(|v| v.to_vec())),
+            None => Ok(None),
+        }
     }
 
     /// Removes a resident's sealed record.
@@ -111,7 +122,9 @@ impl Store {
 
     /// Number of sealed records in a period.
     pub fn record_count(&self, period: &PeriodId) -> Result<usize, StoreError> {
-        Ok(self.tree(period, TreeKind::Records)?.len())
+        Ok(self
+            .existing_tree(period, TreeKind::Records)?
+            .map_or(0, |t| t.len()))
     }
 
     /// Claims an index slot: stores `value` under `key` only if the key is
@@ -130,10 +143,10 @@ impl Store {
 
     /// Reads an index slot.
     pub fn index_get(&self, period: &PeriodId, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(period, TreeKind::Index)?
-            .get(key)?
-            .map(|v| v.to_vec()))
+        match self.existing_tree(period, TreeKind::Index)? {
+            Some(tree) => Ok(tree.get(key)?.map(|v| v.to_vec())),
+            None => Ok(None),
+        }
     }
 
     /// Frees an index slot.
@@ -153,8 +166,9 @@ impl Store {
         let mut removed = 0;
         for kind in TreeKind::ALL {
             let name = tree_name(period, kind);
-            if self.db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()) {
-                removed += self.db.open_tree(&name)?.len();
+            if let Some(tree) = self.existing_tree(period, kind)? {
+                removed += tree.len();
+                drop(tree);
                 self.db.drop_tree(name.as_bytes())?;
             }
         }
