@@ -5,6 +5,8 @@
 //! A map of the crate (dependencies point downwards only):
 //!
 //! - [`cli`] — argument parsing and output; the only place reading argv/env.
+//! - [`http`] — axum routes and error mapping; the only place knowing axum.
+//! - [`wallet`], [`verifier`] — the resident's and the verifier's client sides.
 //! - [`issuer`] — the core: periods, enrolment, signing keys, destruction.
 //! - [`audit`] — the public, hash-chained audit log.
 //! - [`vault`] — master slot and key ring files (keys never touch sled).
@@ -22,8 +24,11 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod crypto;
+pub mod http;
 pub mod ids;
 pub mod issuer;
 pub mod protocol;
 pub mod store;
 pub mod vault;
+pub mod verifier;
+pub mod wallet;

@@ -1,1 +1,77 @@
-//! Command-line faces of blindpass.
+//! Command-line faces of blindpass: one binary, one subcommand per role.
+//! This is the only module that reads argv, the environment or stdin.
+
+pub mod admin;
+pub mod serve;
+pub mod verify;
+pub mod wallet;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Privacy-preserving movement permits with auto-expiring personal data.
+#[derive(Debug, Parser)]
+#[command(name = "blindpass", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The faces.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the issuer service (operator).
+    Serve(serve::ServeArgs),
+    /// Operator's client for the admin endpoints.
+    Admin(admin::AdminArgs),
+    /// Resident's wallet: enrol, log in, obtain and show passes.
+    Wallet(wallet::WalletArgs),
+    /// Verifier: sync the key directory, check passes offline.
+    Verify(verify::VerifyArgs),
+}
+
+/// An error for a person at a terminal: what went wrong and what to do next.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// An error with a hint.
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// Exit code for usage errors (bad flags, unreadable input files).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses argv and runs the chosen face.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args),
+        Command::Wallet(args) => wallet::run(args),
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if let Some(hint) = err.downcast_ref::<CliError>().and_then(|e| e.hint.as_ref()) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The HTTP face of the issuer (axum): routes and error mapping.

@@ -1,0 +1,1 @@
+//! The offline verifier: directory cache and the full token check.

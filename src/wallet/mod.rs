@@ -1,0 +1,1 @@
+//! The resident's wallet: enrolment, login, blinding, token storage.
