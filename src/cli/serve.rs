@@ -1,12 +1,216 @@
-//! `blindpass serve` (being written).
+//! `blindpass serve`: opens (or creates) a data directory and runs the
+//! issuer over HTTP.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use clap::ValueEnum;
+use time::Duration;
+
+use super::CliError;
+use crate::clock::SystemClock;
+use crate::crypto::kdf::Argon2Params;
+use crate::crypto::secret::{Passphrase, random_32};
+use crate::http::{AppState, HttpConfig};
+use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
+use crate::store::StoreConfig;
+use crate::vault::VaultError;
+use crate::vault::fsutil;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Arguments of `blindpass serve`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Data directory (created on first start).
+    #[arg(long, env = "BLINDPASS_DATA_DIR", default_value = "blindpass-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "BLINDPASS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Development mode: generate and keep the passphrase inside the data
+    /// directory (INSECURE: anyone with the directory can read everything),
+    /// and open a 14-day default isolation period if none is open.
+    #[arg(long)]
+    pub dev: bool,
+    /// File holding the operator passphrase (first line). Without --dev, the
+    /// passphrase comes from this file or from BLINDPASS_PASSPHRASE.
+    #[arg(long, env = "BLINDPASS_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Issuer name in the permit challenge (verifiers check it).
+    #[arg(long, default_value = "blindpass.local")]
+    pub issuer_name: String,
+    /// Public base URL, published in the directory (default: http://LISTEN).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Days of signing keys to publish ahead.
+    #[arg(long, default_value_t = 7)]
+    pub key_horizon_days: u32,
+    /// sled page cache, MiB.
+    #[arg(long, default_value_t = 64)]
+    pub cache_mib: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
+
+fn read_first_line(path: &Path) -> anyhow::Result<Passphrase> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").to_owned();
+    if line.is_empty() {
+        return Err(CliError::new(
+            format!("{} is empty", path.display()),
+            "put the operator passphrase on its first line",
+        )
+        .into());
+    }
+    Ok(Passphrase::new(line))
+}
+
+fn passphrase(args: &ServeArgs) -> anyhow::Result<Passphrase> {
+    if let Some(path) = &args.passphrase_file {
+        return read_first_line(path);
+    }
+    if let Ok(value) = std::env::var("BLINDPASS_PASSPHRASE") {
+        if !value.is_empty() {
+            return Ok(Passphrase::new(value));
+        }
+    }
+    if args.dev {
+        let path = args.data_dir.join(DEV_PASSPHRASE_FILE);
+        if !path.exists() {
+            fsutil::create_private_dir(&args.data_dir)?;
+            let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_32());
+            fsutil::atomic_write(&path, value.as_bytes())?;
+        }
+        eprintln!(
+            "warning: --dev keeps the passphrase in {} — deletion guarantees do not hold in this mode",
+            path.display()
+        );
+        return read_first_line(&path);
+    }
+    Err(CliError::new(
+        "no operator passphrase",
+        "set BLINDPASS_PASSPHRASE or --passphrase-file, or use --dev for a local trial",
+    )
+    .into())
+}
+
+/// Reads or creates the operator's admin token (mode 0600).
+fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let path = data_dir.join("admin.token");
+    if !path.exists() {
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_32());
+        fsutil::atomic_write(&path, format!("{token}\n").as_bytes())?;
+    }
+    let token = std::fs::read_to_string(&path)?.trim().to_owned();
+    Ok((token, path))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BLINDPASS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
 
 /// Runs `blindpass serve`.
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let pass = passphrase(&args)?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    let config = AuthorityConfig {
+        issuer_name: args.issuer_name.clone(),
+        issuer_request_uri: format!("{public_url}/token-request"),
+        key_horizon_days: args.key_horizon_days,
+        store: StoreConfig {
+            cache_bytes: args.cache_mib * 1024 * 1024,
+        },
+        ..AuthorityConfig::default()
+    };
+    let layout = DataDir::new(&args.data_dir);
+    let clock = Arc::new(SystemClock);
+    let authority = if layout.master_slot().exists() {
+        Authority::open(&args.data_dir, &pass, config, clock)
+    } else {
+        fsutil::create_private_dir(&args.data_dir)?;
+        eprintln!("initialising a new data directory in {}", args.data_dir.display());
+        Authority::init(&args.data_dir, &pass, Argon2Params::DEFAULT, config, clock)
+    };
+    let authority = match authority {
+        Ok(a) => Arc::new(a),
+        Err(IssuerError::Vault(VaultError::WrongPassphrase)) => {
+            return Err(CliError::new(
+                "the passphrase does not open this data directory's master slot",
+                "check BLINDPASS_PASSPHRASE / --passphrase-file; nothing was changed",
+            )
+            .into());
+        }
+        Err(e) => return Err(e).context("opening the data directory"),
+    };
+    if args.dev && authority.current_period().is_err() {
+        let ends = authority.now() + Duration::days(14);
+        authority.open_period("default", ends, 86_400)?;
+        eprintln!("dev: opened a 14-day isolation period \"default\"");
+    }
+    let generated = authority.ensure_signing_keys()?;
+    authority.retire_signing_keys(Duration::minutes(5))?;
+    tracing::info!(generated, "signing keys ready");
+    let (token, token_path) = admin_token(&args.data_dir)?;
+    let state = AppState::new(authority.clone(), HttpConfig::default(), &token);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let refresher = authority.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let a = refresher.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = a.ensure_signing_keys().and_then(|_| a.retire_signing_keys(Duration::minutes(5))) {
+                        tracing::error!(error = %e, "signing key refresh failed");
+                    }
+                })
+                .await;
+            }
+        });
+        println!("blindpass issuer listening on {public_url}");
+        println!("  key directory:  {public_url}/v1/directory");
+        println!("  RFC 9578:       {public_url}/.well-known/private-token-issuer-directory");
+        println!("  admin token in: {}", token_path.display());
+        crate::http::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")?;
+        authority.store().flush()?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

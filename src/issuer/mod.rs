@@ -6,6 +6,7 @@
 //! the [`Vault`] (keys), the [`Store`] (ciphertext in sled) and the
 //! [`Journal`] (public audit log).
 
+pub mod accounts;
 pub mod resident;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,18 @@ pub enum IssuerError {
     /// The class is not configured.
     #[error("unknown permit class")]
     UnknownClass,
+    /// The window is in the past, of the wrong kind, or beyond the published keys.
+    #[error("no passes can be issued for that window")]
+    WindowOutOfRange,
+    /// The resident lacks data the class requires.
+    #[error("not eligible for this class")]
+    NotEligible,
+    /// The weekly quota is used up.
+    #[error("weekly quota exceeded")]
+    QuotaExceeded,
+    /// The session has expired.
+    #[error("session expired")]
+    SessionExpired,
     /// A cryptographic check failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -408,6 +421,53 @@ impl Authority {
         Ok(id)
     }
 
+    /// Moves a period's end. Only possible before its destruction deadline,
+    /// and never into the past; logged publicly.
+    pub fn extend_period(&self, id: &PeriodId, ends_at: OffsetDateTime) -> Result<PeriodInfo, IssuerError> {
+        let now = self.now();
+        let info = self.period_info(id).ok_or(IssuerError::UnknownPeriod)?;
+        if info.destroy_pending || info.deadline <= now {
+            return Err(IssuerError::PeriodEnded);
+        }
+        if ends_at <= now {
+            return Err(FieldError {
+                field: "ends_at",
+                rule: "must be in the future",
+            }
+            .into());
+        }
+        self.vault().update(|ring| {
+            if let Some(p) = ring.periods.iter_mut().find(|p| &p.id == id) {
+                p.ends_at = ends_at;
+            }
+        })?;
+        let info = self.period_info(id).ok_or(IssuerError::UnknownPeriod)?;
+        self.journal.append(
+            now,
+            Event::PeriodExtended {
+                period: *id,
+                ends_at: rfc3339(info.ends_at),
+                deadline: rfc3339(info.deadline),
+            },
+        )?;
+        Ok(info)
+    }
+
+    /// Ends a period now; its data is destroyed once the grace has passed.
+    pub fn end_period(&self, id: &PeriodId) -> Result<PeriodInfo, IssuerError> {
+        let now = self.now();
+        let info = self.period_info(id).ok_or(IssuerError::UnknownPeriod)?;
+        if info.ends_at > now {
+            self.vault().update(|ring| {
+                if let Some(p) = ring.periods.iter_mut().find(|p| &p.id == id) {
+                    p.ends_at = now;
+                }
+            })?;
+            self.journal.append(now, Event::PeriodEnded { period: *id })?;
+        }
+        self.period_info(id).ok_or(IssuerError::UnknownPeriod)
+    }
+
     /// Live periods, oldest first (keys omitted).
     pub fn periods(&self) -> Vec<PeriodInfo> {
         self.vault()
@@ -416,6 +476,11 @@ impl Authority {
             .iter()
             .map(PeriodInfo::from)
             .collect()
+    }
+
+    /// One live period, without its key.
+    pub fn period_info(&self, id: &PeriodId) -> Option<PeriodInfo> {
+        self.vault().ring().period(id).map(PeriodInfo::from)
     }
 
     /// Tombstones of destroyed periods.

@@ -1,0 +1,146 @@
+//! RFC 9457 problem documents: the one place where errors become HTTP
+//! statuses and bodies. Bodies carry a stable `type`, a title and a fixed
+//! detail; internal error text goes to the log (without personal data),
+//! never to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::issuer::IssuerError;
+
+/// The base of every problem `type` URI.
+pub const PROBLEM_BASE: &str = "https://blindpass.dev/problems/";
+
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Stable URI naming the problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short human summary.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// Human explanation; never personal data or internals.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem of `name` (the last segment of its type URI).
+    pub fn new(status: StatusCode, name: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("{PROBLEM_BASE}{name}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+
+    /// 500 with nothing revealed.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; the operator has the details",
+        )
+    }
+
+    /// 401 for a missing or unknown bearer token.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            "send a valid bearer token",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<IssuerError> for Problem {
+    fn from(err: IssuerError) -> Self {
+        use StatusCode as S;
+        match err {
+            IssuerError::Invalid(field) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "Invalid input",
+                field.to_string(),
+            ),
+            IssuerError::DuplicateDocument => Problem::new(
+                S::CONFLICT,
+                "duplicate-document",
+                "Already enrolled",
+                "this identity document is already enrolled in the current period",
+            ),
+            IssuerError::NoOpenPeriod => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "no-open-period",
+                "No open isolation period",
+                "enrolment opens when the operator opens an isolation period",
+            ),
+            IssuerError::UnknownPeriod | IssuerError::PeriodEnded => Problem::new(
+                S::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "no such live isolation period",
+            ),
+            IssuerError::UnknownResident => Problem::unauthorized(),
+            IssuerError::SessionExpired => Problem::new(
+                S::UNAUTHORIZED,
+                "session-expired",
+                "Session expired",
+                "log in again",
+            ),
+            IssuerError::UnknownClass => Problem::new(
+                S::NOT_FOUND,
+                "unknown-class",
+                "Unknown permit class",
+                "see /v1/directory for the classes offered",
+            ),
+            IssuerError::NoSigningKey | IssuerError::WindowOutOfRange => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "window-out-of-range",
+                "Window out of range",
+                "passes are issued for current and upcoming windows with published keys",
+            ),
+            IssuerError::NotEligible => Problem::new(
+                S::FORBIDDEN,
+                "not-eligible",
+                "Not eligible",
+                "this class needs data your enrolment does not have (e.g. an employer tax number)",
+            ),
+            IssuerError::QuotaExceeded => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "quota-exceeded",
+                "Weekly quota exceeded",
+                "no more passes of this class this ISO week",
+            ),
+            IssuerError::Crypto(_) => Problem::new(
+                S::BAD_REQUEST,
+                "bad-token-request",
+                "Bad token request",
+                "the token request does not match the key for this class and window",
+            ),
+            other => {
+                // Internal errors are logged by kind only; none carries personal data.
+                tracing::error!(error = %other, "internal error");
+                Problem::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Route handlers: parse, authenticate, call the core, map the answer.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::crypto::secret::Passphrase;
+use crate::ids::PeriodId;
+use crate::issuer::accounts::SessionOwner;
+use crate::issuer::resident::PersonalData;
+use crate::issuer::{IssuerError, PeriodInfo};
+use crate::protocol::permit::Window;
+use crate::protocol::token::TokenRequest;
+
+type Answer = Result<Response, Problem>;
+
+const TOKEN_REQUEST_TYPE: &str = "application/private-token-request";
+const TOKEN_RESPONSE_TYPE: &str = "application/private-token-response";
+
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                format!("request bodies are limited to {} bytes", state.config.max_body_bytes),
+            )
+        })
+}
+
+async fn json_body<T: DeserializeOwned>(state: &AppState, headers: &HeaderMap, body: Body) -> Result<T, Problem> {
+    if !content_type_is(headers, "application/json") {
+        return Err(unsupported_media_type("application/json"));
+    }
+    let bytes = read_body(state, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde's message names the field and the expected shape; it can
+        // quote a value for some type errors, so only the category goes out.
+        let detail = match e.classify() {
+            serde_json::error::Category::Data => "a field is missing or has the wrong type",
+            _ => "the body is not valid JSON",
+        };
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON", detail)
+    })
+}
+
+fn unsupported_media_type(expected: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        format!("send Content-Type: {expected}"),
+    )
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn rate_limited() -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many attempts",
+        "slow down and retry in a few seconds",
+    )
+}
+
+fn busy() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "Busy",
+        "the server is at capacity; retry shortly",
+    )
+}
+
+/// Runs `work` on the blocking pool while holding a permit of `gate`.
+async fn blocking<T: Send + 'static>(
+    gate: &std::sync::Arc<tokio::sync::Semaphore>,
+    work: impl FnOnce() -> Result<T, IssuerError> + Send + 'static,
+) -> Result<T, Problem> {
+    let permit = gate.clone().acquire_owned().await.map_err(|_| busy())?;
+    let joined = tokio::task::spawn_blocking(move || {
+        let out = work();
+        drop(permit);
+        out
+    })
+    .await;
+    match joined {
+        Ok(result) => result.map_err(Problem::from),
+        Err(_) => Err(Problem::internal()),
+    }
+}
+
+async fn session(state: &AppState, headers: &HeaderMap) -> Result<SessionOwner, Problem> {
+    let token = bearer(headers).ok_or_else(Problem::unauthorized)?.to_owned();
+    let authority = state.authority.clone();
+    match authority.session(&token) {
+        Ok(Some(owner)) => Ok(owner),
+        Ok(None) => Err(Problem::unauthorized()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
+    let token = bearer(headers).ok_or_else(Problem::unauthorized)?;
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if bool::from(hash.ct_eq(&state.admin_token_hash)) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "this needs the operator's admin token",
+        ))
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+pub(super) async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(super) async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint")
+}
+
+fn with_cache(state: &AppState, headers: &HeaderMap, body: Vec<u8>, etag_source: &[u8], content_type: &'static str) -> Response {
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(etag_source)[..16]));
+    let max_age = state.authority.config().directory_max_age_s;
+    let cache = format!("public, max-age={max_age}");
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    if !not_modified {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    response
+}
+
+fn directory_etag_source(dir: &crate::protocol::directory::Directory) -> Vec<u8> {
+    let mut out = dir.issuer_name.clone().into_bytes();
+    for key in &dir.keys {
+        out.extend_from_slice(key.key_id.as_bytes());
+    }
+    out
+}
+
+pub(super) async fn rfc_directory(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let dir = state.authority.directory();
+    let body = serde_json::to_vec(&dir.to_rfc()).unwrap_or_default();
+    with_cache(&state, &headers, body, &directory_etag_source(&dir), "application/private-token-issuer-directory")
+}
+
+pub(super) async fn directory(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let dir = state.authority.directory();
+    let body = serde_json::to_vec(&dir).unwrap_or_default();
+    with_cache(&state, &headers, body, &directory_etag_source(&dir), "application/json")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnrolBody {
+    full_name: String,
+    date_of_birth: String,
+    document_number: String,
+    address: String,
+    phone: String,
+    #[serde(default)]
+    employer_tax_number: Option<String>,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct Enrolled {
+    resident_id: String,
+    period_id: String,
+}
+
+pub(super) async fn enrol(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    if !state.limiter.allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s) {
+        return Err(rate_limited());
+    }
+    let body: EnrolBody = json_body(&state, &headers, body).await?;
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date_of_birth = time::Date::parse(body.date_of_birth.trim(), &format).map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "Invalid input",
+            "date_of_birth: must be YYYY-MM-DD",
+        )
+    })?;
+    let personal = PersonalData {
+        full_name: body.full_name,
+        date_of_birth,
+        document_number: body.document_number,
+        address: body.address,
+        phone: body.phone,
+        employer_tax_number: body.employer_tax_number.filter(|t| !t.trim().is_empty()),
+    };
+    let password = Passphrase::new(body.password);
+    let authority = state.authority.clone();
+    let params = state.config.password_params;
+    let (period, resident) = blocking(&state.argon2, move || {
+        authority.enrol_with_password(personal, &password, params)
+    })
+    .await?;
+    state.metrics.incr("enrolments");
+    Ok(json(
+        StatusCode::CREATED,
+        &Enrolled {
+            resident_id: resident.to_string(),
+            period_id: period.to_string(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoginBody {
+    document_number: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct LoggedIn {
+    session_token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    if !state.limiter.allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s) {
+        return Err(rate_limited());
+    }
+    let body: LoginBody = json_body(&state, &headers, body).await?;
+    let password = Passphrase::new(body.password);
+    let authority = state.authority.clone();
+    let ttl = state.config.session_ttl;
+    let document = body.document_number;
+    let session = blocking(&state.argon2, move || authority.login(&document, &password, ttl)).await?;
+    match session {
+        Some(s) => Ok(json(
+            StatusCode::CREATED,
+            &LoggedIn {
+                session_token: s.token,
+                expires_at: s.expires_at,
+            },
+        )),
+        None => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-credentials",
+            "Invalid credentials",
+            "document number or password is wrong",
+        )),
+    }
+}
+
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    let token = bearer(&headers).ok_or_else(Problem::unauthorized)?;
+    state.authority.logout(token)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn erase(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    let owner = session(&state, &headers).await?;
+    state.authority.erase(&owner)?;
+    state.metrics.incr("erasures");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct IssueQuery {
+    class: String,
+    window: String,
+}
+
+pub(super) async fn token_request(
+    State(state): State<AppState>,
+    Query(query): Query<IssueQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    if !content_type_is(&headers, TOKEN_REQUEST_TYPE) {
+        return Err(unsupported_media_type(TOKEN_REQUEST_TYPE));
+    }
+    let owner = session(&state, &headers).await?;
+    let window = Window::parse(&query.window).map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "Invalid input",
+            "window: must be YYYY-MM-DD or YYYY-Www",
+        )
+    })?;
+    let bytes = read_body(&state, body).await?;
+    let request = TokenRequest::decode(&bytes).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-token-request", "Bad token request", e.to_string())
+    })?;
+    let authority = state.authority.clone();
+    let class = query.class;
+    let response = blocking(&state.signer, move || authority.issue(&owner, &class, &window, &request)).await?;
+    state.metrics.incr("passes_issued");
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, TOKEN_RESPONSE_TYPE)],
+        response.encode(),
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+struct PeriodList {
+    live: Vec<PeriodInfo>,
+    destroyed: Vec<crate::vault::keyring::DestroyedPeriod>,
+}
+
+pub(super) async fn admin_list(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    admin(&state, &headers)?;
+    Ok(json(
+        StatusCode::OK,
+        &PeriodList {
+            live: state.authority.periods(),
+            destroyed: state.authority.destroyed_periods(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OpenBody {
+    name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    ends_at: OffsetDateTime,
+    #[serde(default)]
+    grace_s: u64,
+}
+
+pub(super) async fn admin_open(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+    admin(&state, &headers)?;
+    let body: OpenBody = json_body(&state, &headers, body).await?;
+    let authority = state.authority.clone();
+    let id = blocking(&state.signer, move || authority.open_period(&body.name, body.ends_at, body.grace_s)).await?;
+    let info = state.authority.period_info(&id).ok_or_else(Problem::internal)?;
+    Ok(json(StatusCode::CREATED, &info))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExtendBody {
+    #[serde(with = "time::serde::rfc3339")]
+    ends_at: OffsetDateTime,
+}
+
+fn period_id(text: &str) -> Result<PeriodId, Problem> {
+    PeriodId::parse(text).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such period"))
+}
+
+pub(super) async fn admin_extend(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    admin(&state, &headers)?;
+    let id = period_id(&id)?;
+    let body: ExtendBody = json_body(&state, &headers, body).await?;
+    Ok(json(StatusCode::OK, &state.authority.extend_period(&id, body.ends_at)?))
+}
+
+pub(super) async fn admin_end(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
+    admin(&state, &headers)?;
+    let id = period_id(&id)?;
+    Ok(json(StatusCode::OK, &state.authority.end_period(&id)?))
+}

@@ -1,0 +1,398 @@
+//! Residents' accounts and issuance rules, still without HTTP: passwords
+//! (Argon2id, checked at login only), sessions (random tokens stored only
+//! as hashes, with an expiry), weekly quotas, eligibility, and idempotent
+//! issuance. All of it lives in the period's state tree and dies with it.
+//!
+//! Security contract of issuance (what a crash or a retry can and cannot do):
+//! a signature leaves only after the quota charge and the idempotency entry
+//! are committed together in one sled transaction and flushed; a retry of
+//! the same blinded message finds the entry and gets the same signature
+//! without a second charge; a crash before the commit charges nothing and
+//! releases nothing.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
+
+use super::resident::{FieldError, PersonalData};
+use super::{Authority, IssuerError};
+use crate::crypto::kdf::{self, Argon2Params};
+use crate::crypto::secret::{Passphrase, random_32};
+use crate::ids::{PeriodId, ResidentId};
+use crate::protocol::permit::{ExtraField, Quota, Window};
+use crate::protocol::token::{TokenRequest, TokenResponse};
+use crate::store::StoreError;
+
+/// Minimum password length in characters.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// Hashes a resident's password: `argon2id$m,t,p$salt$hash` (base64).
+pub fn hash_password(password: &Passphrase, params: Argon2Params) -> Result<String, IssuerError> {
+    let salt = random_32();
+    let hash = kdf::argon2id(password, &salt[..16], params)?;
+    Ok(format!(
+        "argon2id${},{},{}${}${}",
+        params.m_cost_kib,
+        params.t_cost,
+        params.p_cost,
+        STANDARD_NO_PAD.encode(&salt[..16]),
+        STANDARD_NO_PAD.encode(hash.expose_secret())
+    ))
+}
+
+/// Checks a password against [`hash_password`]'s output in constant time.
+pub fn verify_password(password: &Passphrase, stored: &str) -> bool {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let [algo, costs, salt, hash] = parts.as_slice() else {
+        return false;
+    };
+    let costs: Vec<u32> = costs.split(',').filter_map(|c| c.parse().ok()).collect();
+    let ([m_cost_kib, t_cost, p_cost], true) = (costs.as_slice(), *algo == "argon2id") else {
+        return false;
+    };
+    let params = Argon2Params {
+        m_cost_kib: *m_cost_kib,
+        t_cost: *t_cost,
+        p_cost: *p_cost,
+    };
+    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
+        return false;
+    };
+    match kdf::argon2id(password, &salt, params) {
+        Ok(actual) => actual.expose_secret().ct_eq(expected.as_slice()).into(),
+        Err(_) => false,
+    }
+}
+
+/// A logged-in resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOwner {
+    /// The period the resident is enrolled in.
+    pub period: PeriodId,
+    /// The resident.
+    pub resident: ResidentId,
+}
+
+/// A new session's bearer token, shown to the resident once.
+#[derive(Clone)]
+pub struct NewSession {
+    /// `<period id>.<random>`; the period part routes the lookup.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    resident: ResidentId,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredIssuance {
+    response: String,
+}
+
+const SESSION_PREFIX: u8 = b's';
+const QUOTA_PREFIX: u8 = b'q';
+const IDEMPOTENCY_PREFIX: u8 = b'i';
+
+fn session_key(token: &str) -> Vec<u8> {
+    let mut key = vec![SESSION_PREFIX];
+    key.extend_from_slice(&Sha256::digest(token.as_bytes()));
+    key
+}
+
+fn prefixed(prefix: u8, hash: [u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(prefix);
+    key.extend_from_slice(&hash);
+    key
+}
+
+impl Authority {
+    /// Enrols into the current period with a password; `needs_employer` is
+    /// never required at enrolment (a class that needs it checks at issuance).
+    pub fn enrol_with_password(
+        &self,
+        personal: PersonalData,
+        password: &Passphrase,
+        params: Argon2Params,
+    ) -> Result<(PeriodId, ResidentId), IssuerError> {
+        if password.char_count() < MIN_PASSWORD_CHARS {
+            return Err(FieldError {
+                field: "password",
+                rule: "must be at least 10 characters",
+            }
+            .into());
+        }
+        let period = self.current_period()?;
+        // Validate before paying for Argon2.
+        personal.validate(self.now().date(), false)?;
+        let hash = hash_password(password, params)?;
+        let id = self.enrol(&period, personal, Some(hash))?;
+        Ok((period, id))
+    }
+
+    /// Finds a resident of the current period by document number.
+    fn resident_by_document(&self, document_number: &str) -> Result<Option<(PeriodId, ResidentId)>, IssuerError> {
+        let period = self.current_period()?;
+        let probe = PersonalData {
+            full_name: String::new(),
+            date_of_birth: time::Date::MIN,
+            document_number: document_number.to_owned(),
+            address: String::new(),
+            phone: String::new(),
+            employer_tax_number: None,
+        };
+        let index = self.period_index(&period, "document", &probe.normalized_document())?;
+        let Some(value) = self.store.index_get(&period, &index)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 16] = value
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("document index"))?;
+        Ok(ResidentId::parse(&hex::encode(bytes)).map(|id| (period, id)))
+    }
+
+    /// Checks a password and opens a session. Unknown document and wrong
+    /// password are the same error, and both cost one Argon2 run, so the
+    /// answer time does not tell which.
+    pub fn login(
+        &self,
+        document_number: &str,
+        password: &Passphrase,
+        ttl: Duration,
+    ) -> Result<Option<NewSession>, IssuerError> {
+        let found = self.resident_by_document(document_number)?;
+        let stored_hash = match &found {
+            Some((period, id)) => self.record(period, id)?.password_hash,
+            None => None,
+        };
+        let ok = match &stored_hash {
+            Some(hash) => verify_password(password, hash),
+            None => {
+                // Spend the same work on a dummy so timing does not reveal enrolment.
+                let _ = hash_password(password, Argon2Params::DEFAULT);
+                false
+            }
+        };
+        let (Some((period, resident)), true) = (found, ok) else {
+            return Ok(None);
+        };
+        let token = format!("{period}.{}", URL_SAFE_NO_PAD.encode(random_32()));
+        let expires_at = self.now() + ttl;
+        let value = serde_json::to_vec(&StoredSession { resident, expires_at })
+            .map_err(|_| StoreError::Corrupt("session"))?;
+        let state = self.store.state(&period)?;
+        state.insert(session_key(&token), value).map_err(StoreError::from)?;
+        Ok(Some(NewSession { token, expires_at }))
+    }
+
+    /// Resolves a bearer token. `Ok(None)` for unknown tokens; expired ones
+    /// are removed and reported as [`IssuerError::SessionExpired`].
+    pub fn session(&self, token: &str) -> Result<Option<SessionOwner>, IssuerError> {
+        let Some(period) = token.split('.').next().and_then(PeriodId::parse) else {
+            return Ok(None);
+        };
+        if self.period_info(&period).is_none() {
+            return Ok(None);
+        }
+        let state = self.store.state(&period)?;
+        let key = session_key(token);
+        let Some(bytes) = state.get(&key).map_err(StoreError::from)? else {
+            return Ok(None);
+        };
+        let stored: StoredSession =
+            serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt("session"))?;
+        if stored.expires_at <= self.now() {
+            state.remove(&key).map_err(StoreError::from)?;
+            return Err(IssuerError::SessionExpired);
+        }
+        Ok(Some(SessionOwner {
+            period,
+            resident: stored.resident,
+        }))
+    }
+
+    /// Ends a session.
+    pub fn logout(&self, token: &str) -> Result<(), IssuerError> {
+        if let Some(period) = token.split('.').next().and_then(PeriodId::parse) {
+            if self.period_info(&period).is_some() {
+                self.store
+                    .state(&period)?
+                    .remove(session_key(token))
+                    .map_err(StoreError::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Erases a resident now: record, index entry and every session.
+    pub fn erase(&self, owner: &SessionOwner) -> Result<(), IssuerError> {
+        self.erase_resident(&owner.period, &owner.resident)?;
+        let state = self.store.state(&owner.period)?;
+        for item in state.scan_prefix([SESSION_PREFIX]) {
+            let (key, value) = item.map_err(StoreError::from)?;
+            if let Ok(stored) = serde_json::from_slice::<StoredSession>(&value) {
+                if stored.resident == owner.resident {
+                    state.remove(key).map_err(StoreError::from)?;
+                }
+            }
+        }
+        state.flush().map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Issues one pass: class and window checks, eligibility, quota,
+    /// idempotency, then the blind signature (see the module's contract).
+    pub fn issue(
+        &self,
+        owner: &SessionOwner,
+        class_name: &str,
+        window: &Window,
+        request: &TokenRequest,
+    ) -> Result<TokenResponse, IssuerError> {
+        let class = self
+            .config
+            .classes
+            .class(class_name)
+            .ok_or(IssuerError::UnknownClass)?
+            .clone();
+        if window.kind() != class.window || window.ends_at() <= self.now() {
+            return Err(IssuerError::WindowOutOfRange);
+        }
+        let key = self
+            .signing_key(class_name, window)
+            .map_err(|e| match e {
+                IssuerError::NoSigningKey => IssuerError::WindowOutOfRange,
+                other => other,
+            })?;
+        if class.requires.contains(&ExtraField::EmployerTaxNumber) {
+            let record = self.record(&owner.period, &owner.resident)?;
+            if record.personal.employer_tax_number.is_none() {
+                return Err(IssuerError::NotEligible);
+            }
+        }
+        let resident = owner.resident.to_string();
+        let window_text = window.to_string();
+        let idem_key = prefixed(
+            IDEMPOTENCY_PREFIX,
+            kdf::hmac_sha256(
+                &self.period_index(&owner.period, "idempotency", &resident)?,
+                &[class_name.as_bytes(), b"\0", window_text.as_bytes(), b"\0", &request.blinded_msg],
+            ),
+        );
+        let (year, week) = window.iso_week();
+        let quota_key = prefixed(
+            QUOTA_PREFIX,
+            self.period_index(
+                &owner.period,
+                "quota",
+                &format!("{resident}\0{class_name}\0{year}-W{week:02}"),
+            )?,
+        );
+        let state = self.store.state(&owner.period)?;
+        if let Some(previous) = state.get(&idem_key).map_err(StoreError::from)? {
+            return stored_response(&previous);
+        }
+        let limit = match class.quota {
+            Quota::PerIsoWeek(n) => Some(u64::from(n)),
+            Quota::Unlimited => None,
+        };
+        if let Some(limit) = limit {
+            if read_count(state.get(&quota_key).map_err(StoreError::from)?.as_deref()) >= limit {
+                return Err(IssuerError::QuotaExceeded);
+            }
+        }
+        // The expensive part, outside any transaction.
+        let response = key.blind_sign(request)?;
+        let stored = serde_json::to_vec(&StoredIssuance {
+            response: STANDARD_NO_PAD.encode(&response.blind_sig),
+        })
+        .map_err(|_| StoreError::Corrupt("issuance"))?;
+        let outcome = state.transaction(|tx| {
+            if let Some(previous) = tx.get(&idem_key)? {
+                return Ok(Some(previous.to_vec()));
+            }
+            let count = read_count(tx.get(&quota_key)?.as_deref());
+            if let Some(limit) = limit {
+                if count >= limit {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+            }
+            tx.insert(quota_key.as_slice(), &(count + 1).to_be_bytes()[..])?;
+            tx.insert(idem_key.as_slice(), stored.as_slice())?;
+            Ok(None)
+        });
+        match outcome {
+            Ok(Some(previous)) => stored_response(&previous),
+            Ok(None) => {
+                // Acknowledge only what is on disk.
+                state.flush().map_err(StoreError::from)?;
+                Ok(response)
+            }
+            Err(TransactionError::Abort(())) => Err(IssuerError::QuotaExceeded),
+            Err(TransactionError::Storage(e)) => Err(StoreError::from(e).into()),
+        }
+    }
+
+    /// How many passes of `class` the resident has in the ISO week of `window`.
+    pub fn quota_used(&self, owner: &SessionOwner, class_name: &str, window: &Window) -> Result<u64, IssuerError> {
+        let (year, week) = window.iso_week();
+        let quota_key = prefixed(
+            QUOTA_PREFIX,
+            self.period_index(
+                &owner.period,
+                "quota",
+                &format!("{}\0{class_name}\0{year}-W{week:02}", owner.resident),
+            )?,
+        );
+        let state = self.store.state(&owner.period)?;
+        Ok(read_count(state.get(&quota_key).map_err(StoreError::from)?.as_deref()))
+    }
+}
+
+fn read_count(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+fn stored_response(bytes: &[u8]) -> Result<TokenResponse, IssuerError> {
+    let stored: StoredIssuance =
+        serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt("issuance"))?;
+    let sig = STANDARD_NO_PAD
+        .decode(stored.response)
+        .map_err(|_| StoreError::Corrupt("issuance"))?;
+    Ok(TokenResponse { blind_sig: sig })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_and_fail() {
+        let p = Argon2Params::INSECURE_FAST_FOR_TESTS;
+        let hash = hash_password(&Passphrase::new("long enough pw".into()), p).unwrap();
+        assert!(verify_password(&Passphrase::new("long enough pw".into()), &hash));
+        assert!(!verify_password(&Passphrase::new("long enough pX".into()), &hash));
+        assert!(!verify_password(&Passphrase::new("long enough pw".into()), "garbage"));
+        assert!(!hash.contains("long enough"));
+    }
+}
