@@ -1,0 +1,220 @@
+//! A real issuer on 127.0.0.1:0 with a temporary data directory and an
+//! injected clock, for integration tests that talk HTTP.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use blindpass::clock::ManualClock;
+use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
+use blindpass::crypto::kdf::Argon2Params;
+use blindpass::crypto::secret::Passphrase;
+use blindpass::http::{AppState, HttpConfig};
+use blindpass::issuer::{Authority, AuthorityConfig};
+use blindpass::protocol::directory::Directory;
+use blindpass::protocol::permit::Window;
+use blindpass::protocol::token::{Token, TokenChallenge, TokenRequest, TokenResponse};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+/// Tuesday 1 December 2026, 09:00 UTC.
+pub const START: OffsetDateTime = datetime!(2026-12-01 09:00 UTC);
+pub const ADMIN: &str = "test-admin-token";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub authority: Arc<Authority>,
+    pub url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(HttpConfig {
+            password_params: Argon2Params::INSECURE_FAST_FOR_TESTS,
+            rate_burst: 1000,
+            ..HttpConfig::default()
+        })
+    }
+
+    pub fn start_with(http: HttpConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let config = AuthorityConfig {
+            key_horizon_days: 3,
+            ..AuthorityConfig::default()
+        };
+        let authority = Arc::new(
+            Authority::init(
+                dir.path(),
+                &Passphrase::new("operator passphrase".into()),
+                Argon2Params::INSECURE_FAST_FOR_TESTS,
+                config,
+                Arc::new(clock.clone()),
+            )
+            .unwrap(),
+        );
+        authority
+            .open_period("test", START + Duration::days(30), 3600)
+            .unwrap();
+        authority.ensure_signing_keys().unwrap();
+        let state = AppState::new(authority.clone(), http, ADMIN);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                blindpass::http::serve(listener, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(StdDuration::from_secs(10)).unwrap();
+        Self {
+            dir,
+            clock,
+            authority,
+            url: format!("http://{addr}"),
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(StdDuration::from_secs(30)))
+            .build()
+            .into()
+    }
+
+    /// POST JSON; returns status and parsed body.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value, bearer: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self.agent().post(&format!("{}{path}", self.url));
+        if let Some(token) = bearer {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut resp = req.send_json(body).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut resp = self.agent().get(&format!("{}{path}", self.url)).call().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn enrol(&self, document: &str, employer: Option<&str>) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({
+            "full_name": format!("Resident {document}"),
+            "date_of_birth": "1985-03-04",
+            "document_number": document,
+            "address": format!("Street {document}"),
+            "phone": "+74951234567",
+            "password": PASSWORD,
+        });
+        if let Some(e) = employer {
+            body["employer_tax_number"] = e.into();
+        }
+        self.post_json("/v1/residents", &body, None)
+    }
+
+    pub fn login(&self, document: &str) -> String {
+        let (status, body) = self.post_json(
+            "/v1/sessions",
+            &serde_json::json!({"document_number": document, "password": PASSWORD}),
+            None,
+        );
+        assert_eq!(status, 201, "{body}");
+        body["session_token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn directory(&self) -> Directory {
+        let (status, body) = self.get_json("/v1/directory");
+        assert_eq!(status, 200);
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Sends a raw token request; returns status and body bytes.
+    pub fn post_token_request(&self, session: &str, class: &str, window: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut resp = self
+            .agent()
+            .post(&format!("{}/token-request?class={class}&window={window}", self.url))
+            .header("Authorization", &format!("Bearer {session}"))
+            .header("Content-Type", "application/private-token-request")
+            .send(body)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
+        (status, bytes)
+    }
+
+    /// The whole client side of issuance; returns the request sent and the
+    /// outcome (a finished token, or the error status).
+    pub fn obtain(&self, session: &str, class: &str, window: &str) -> (TokenRequest, Result<Token, u16>) {
+        let dir = self.directory();
+        let w = Window::parse(window).unwrap();
+        let key = dir
+            .keys
+            .iter()
+            .find(|k| k.class.as_str() == class && k.window == w)
+            .map(|k| IssuerPublicKey::from_spki(&k.spki().unwrap()).unwrap())
+            .unwrap_or_else(|| {
+                // Any key: the server must refuse on its own.
+                IssuerPublicKey::from_spki(&dir.keys[0].spki().unwrap()).unwrap()
+            });
+        let digest = TokenChallenge::permit(&dir.issuer_name).digest().unwrap();
+        let (request, pending) = begin_issuance(&key, digest).unwrap();
+        let (status, body) = self.post_token_request(session, class, window, &request.encode());
+        if status != 200 {
+            return (request, Err(status));
+        }
+        let response = TokenResponse::decode(&body).unwrap();
+        (request, Ok(finalize(&pending, &response).unwrap()))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
