@@ -13,6 +13,7 @@
 //! - [`store`] — everything that touches sled (ciphertext only).
 //! - [`crypto`] — secret types, sealing, KDFs, blind RSA; no I/O.
 //! - [`protocol`] — RFC 9578 wire formats, QR payload, directory; no I/O.
+//! - [`scheduler`] — the cron job that runs the deadline-driven destruction.
 //! - [`clock`], [`ids`] — injected time and random identifiers.
 //!
 //! `docs/architecture.md` explains the design and its invariants.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod ids;
 pub mod issuer;
 pub mod protocol;
+pub mod scheduler;
 pub mod store;
 pub mod vault;
 pub mod verifier;

@@ -133,7 +133,14 @@ fn destruction_defeats_the_passphrase_even_on_an_old_copy() {
         doomed_ids.push(authority.enrol(&doomed, resident("D", n), None).unwrap());
     }
     let kept_id = authority.enrol(&kept, resident("K", 99), None).unwrap();
-    assert_eq!(authority.record(&doomed, &doomed_ids[0]).unwrap().personal.full_name, "D Name 0");
+    assert_eq!(
+        authority
+            .record(&doomed, &doomed_ids[0])
+            .unwrap()
+            .personal
+            .full_name,
+        "D Name 0"
+    );
     authority.store().flush().unwrap();
     drop(authority);
 
@@ -150,7 +157,14 @@ fn destruction_defeats_the_passphrase_even_on_an_old_copy() {
         authority.record(&doomed, &doomed_ids[0]),
         Err(IssuerError::UnknownPeriod)
     ));
-    assert_eq!(authority.record(&kept, &kept_id).unwrap().personal.full_name, "K Name 99");
+    assert_eq!(
+        authority
+            .record(&kept, &kept_id)
+            .unwrap()
+            .personal
+            .full_name,
+        "K Name 99"
+    );
     drop(authority);
 
     // Live directory, reopened with the passphrase: the key is gone.
@@ -163,25 +177,30 @@ fn destruction_defeats_the_passphrase_even_on_an_old_copy() {
     drop(authority);
     fs::remove_dir_all(dir.path().join("sled")).unwrap();
     copy_dir(&backup.path().join("data/sled"), &dir.path().join("sled"));
-    let authority = Authority::open(
-        dir.path(),
-        &pass(),
-        config(),
-        Arc::new(clock.clone()),
-    )
-    .unwrap();
+    let authority =
+        Authority::open(dir.path(), &pass(), config(), Arc::new(clock.clone())).unwrap();
     for id in &doomed_ids {
         assert!(authority.record(&doomed, id).is_err());
     }
     // The live period still decrypts from the old copy.
-    assert_eq!(authority.record(&kept, &kept_id).unwrap().personal.full_name, "K Name 99");
+    assert_eq!(
+        authority
+            .record(&kept, &kept_id)
+            .unwrap()
+            .personal
+            .full_name,
+        "K Name 99"
+    );
     // And the old copy's own vault files no longer open with the passphrase
     // plus the live master slot: its key ring was sealed under master v1.
     let old_ring = backup.path().join("data/vault/keyring.1.sealed");
     fs::copy(&old_ring, dir.path().join("vault/keyring.1.sealed")).unwrap();
     drop(authority);
     let authority = reopen(dir.path(), &clock);
-    assert!(!dir.path().join("vault/keyring.1.sealed").exists(), "stale ring removed at open");
+    assert!(
+        !dir.path().join("vault/keyring.1.sealed").exists(),
+        "stale ring removed at open"
+    );
     assert!(authority.record(&doomed, &doomed_ids[0]).is_err());
 }
 
@@ -196,8 +215,12 @@ fn a_crash_at_any_step_of_destruction_is_finished_at_restart() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
         let authority = init(dir.path(), &clock);
-        let doomed = authority.open_period("doomed", START + Duration::hours(1), 0).unwrap();
-        let kept = authority.open_period("kept", START + Duration::days(9), 0).unwrap();
+        let doomed = authority
+            .open_period("doomed", START + Duration::hours(1), 0)
+            .unwrap();
+        let kept = authority
+            .open_period("kept", START + Duration::days(9), 0)
+            .unwrap();
         let gone_id = authority.enrol(&doomed, resident("D", 1), None).unwrap();
         let kept_id = authority.enrol(&kept, resident("K", 2), None).unwrap();
         clock.advance(Duration::hours(2));
@@ -212,11 +235,22 @@ fn a_crash_at_any_step_of_destruction_is_finished_at_restart() {
 
         // Restart: recovery finishes the destruction before anything else.
         let authority = reopen(dir.path(), &clock);
-        assert!(authority.periods().iter().all(|p| p.id != doomed), "{point:?}");
+        assert!(
+            authority.periods().iter().all(|p| p.id != doomed),
+            "{point:?}"
+        );
         assert!(authority.record(&doomed, &gone_id).is_err(), "{point:?}");
-        assert_eq!(authority.store().record_count(&doomed).unwrap(), 0, "{point:?}");
         assert_eq!(
-            authority.record(&kept, &kept_id).unwrap().personal.full_name,
+            authority.store().record_count(&doomed).unwrap(),
+            0,
+            "{point:?}"
+        );
+        assert_eq!(
+            authority
+                .record(&kept, &kept_id)
+                .unwrap()
+                .personal
+                .full_name,
             "K Name 2",
             "{point:?}: the live period survived"
         );
@@ -225,10 +259,18 @@ fn a_crash_at_any_step_of_destruction_is_finished_at_restart() {
             .entries()
             .unwrap()
             .iter()
-            .map(|e| serde_json::to_value(&e.event).unwrap()["kind"].as_str().unwrap().to_owned())
+            .map(|e| {
+                serde_json::to_value(&e.event).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert!(events.contains(&"destroy-intent".to_owned()), "{point:?}");
-        assert!(events.contains(&"period-key-destroyed".to_owned()), "{point:?}");
+        assert!(
+            events.contains(&"period-key-destroyed".to_owned()),
+            "{point:?}"
+        );
     }
 }
 
@@ -237,7 +279,9 @@ fn tampered_records_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
     let authority = init(dir.path(), &clock);
-    let period = authority.open_period("p", START + Duration::days(3), 0).unwrap();
+    let period = authority
+        .open_period("p", START + Duration::days(3), 0)
+        .unwrap();
     let a = authority.enrol(&period, resident("A", 1), None).unwrap();
     let b = authority.enrol(&period, resident("B", 2), None).unwrap();
     let store = authority.store();
@@ -247,20 +291,31 @@ fn tampered_records_fail_cleanly() {
     let mut flipped = sealed.clone();
     flipped[30] ^= 1;
     store.put_record(&period, &a, &flipped).unwrap();
-    assert!(matches!(authority.record(&period, &a), Err(IssuerError::Crypto(_))));
+    assert!(matches!(
+        authority.record(&period, &a),
+        Err(IssuerError::Crypto(_))
+    ));
 
     // A record moved to another resident's id.
     store.put_record(&period, &b, &sealed).unwrap();
-    assert!(matches!(authority.record(&period, &b), Err(IssuerError::Crypto(_))));
+    assert!(matches!(
+        authority.record(&period, &b),
+        Err(IssuerError::Crypto(_))
+    ));
 
     // A record moved to another period under the same id.
-    let other = authority.open_period("q", START + Duration::days(3), 0).unwrap();
+    let other = authority
+        .open_period("q", START + Duration::days(3), 0)
+        .unwrap();
     store.put_record(&other, &a, &sealed).unwrap();
     assert!(authority.record(&other, &a).is_err());
 
     // Put back, it opens again: the failures above were the tampering.
     store.put_record(&period, &a, &sealed).unwrap();
-    assert_eq!(authority.record(&period, &a).unwrap().personal.full_name, "A Name 1");
+    assert_eq!(
+        authority.record(&period, &a).unwrap().personal.full_name,
+        "A Name 1"
+    );
 }
 
 #[test]
@@ -275,12 +330,18 @@ fn truncated_key_ring_and_wrong_passphrase_are_clear_errors() {
         Arc::new(clock.clone()),
     )
     .unwrap_err();
-    assert!(matches!(wrong, IssuerError::Vault(VaultError::WrongPassphrase)));
+    assert!(matches!(
+        wrong,
+        IssuerError::Vault(VaultError::WrongPassphrase)
+    ));
     let ring = dir.path().join("vault/keyring.1.sealed");
     let bytes = fs::read(&ring).unwrap();
     fs::write(&ring, &bytes[..bytes.len() - 7]).unwrap();
     let err = Authority::open(dir.path(), &pass(), config(), Arc::new(clock.clone())).unwrap_err();
-    assert!(matches!(err, IssuerError::Vault(VaultError::Corrupt(_))), "{err:?}");
+    assert!(
+        matches!(err, IssuerError::Vault(VaultError::Corrupt(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -288,7 +349,9 @@ fn duplicate_documents_are_refused_per_period() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
     let authority = init(dir.path(), &clock);
-    let period = authority.open_period("p", START + Duration::days(3), 0).unwrap();
+    let period = authority
+        .open_period("p", START + Duration::days(3), 0)
+        .unwrap();
     authority.enrol(&period, resident("A", 1), None).unwrap();
     let mut again = resident("B", 1);
     again.document_number = "doc 0000-0001".into();

@@ -23,7 +23,10 @@ fn enrol_login_obtain_and_verify_a_personal_pass() {
     let token = token.unwrap();
     let dir = server.directory();
     let key = dir.key(&token.token_key_id).unwrap();
-    assert_eq!((key.class.as_str(), key.window.to_string().as_str()), ("personal", "2026-12-02"));
+    assert_eq!(
+        (key.class.as_str(), key.window.to_string().as_str()),
+        ("personal", "2026-12-02")
+    );
     let pk = blindpass::crypto::blind::IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
     pk.verify_signature(&token).unwrap();
 }
@@ -58,7 +61,10 @@ fn work_passes_need_an_employer() {
     server.enrol("W1000002", Some("7707083893"));
     let without = server.login("W1000001");
     let with = server.login("W1000002");
-    assert_eq!(server.obtain(&without, "work", "2026-W49").1.unwrap_err(), 403);
+    assert_eq!(
+        server.obtain(&without, "work", "2026-W49").1.unwrap_err(),
+        403
+    );
     server.obtain(&with, "work", "2026-W49").1.unwrap();
 }
 
@@ -85,10 +91,34 @@ fn issuance_window_rules() {
     server.enrol("R1000001", None);
     let session = server.login("R1000001");
     // Yesterday, beyond the published keys, wrong kind of window.
-    assert_eq!(server.obtain(&session, "personal", "2026-11-30").1.unwrap_err(), 422);
-    assert_eq!(server.obtain(&session, "personal", "2026-12-20").1.unwrap_err(), 422);
-    assert_eq!(server.obtain(&session, "personal", "2026-W49").1.unwrap_err(), 422);
-    assert_eq!(server.obtain(&session, "party", "2026-12-02").1.unwrap_err(), 404);
+    assert_eq!(
+        server
+            .obtain(&session, "personal", "2026-11-30")
+            .1
+            .unwrap_err(),
+        422
+    );
+    assert_eq!(
+        server
+            .obtain(&session, "personal", "2026-12-20")
+            .1
+            .unwrap_err(),
+        422
+    );
+    assert_eq!(
+        server
+            .obtain(&session, "personal", "2026-W49")
+            .1
+            .unwrap_err(),
+        422
+    );
+    assert_eq!(
+        server
+            .obtain(&session, "party", "2026-12-02")
+            .1
+            .unwrap_err(),
+        404
+    );
     // Today is fine.
     server.obtain(&session, "personal", "2026-12-01").1.unwrap();
 }
@@ -108,10 +138,15 @@ fn every_documented_error_is_problem_json_and_the_server_keeps_serving() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(
-        resp.headers().get("content-type").unwrap().to_str().unwrap(),
+        resp.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap(),
         "application/problem+json"
     );
-    let body: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(problem_type(&body), "malformed-json");
 
     let resp = agent
@@ -144,7 +179,8 @@ fn every_documented_error_is_problem_json_and_the_server_keeps_serving() {
 
     let (status, _) = server.post_token_request(&session, "personal", "2026-12-02", b"short");
     assert_eq!(status, 400);
-    let (status, _) = server.post_token_request("not-a-session", "personal", "2026-12-02", &[0; 259]);
+    let (status, _) =
+        server.post_token_request("not-a-session", "personal", "2026-12-02", &[0; 259]);
     assert_eq!(status, 401);
 
     let (status, body) = server.get_json("/v1/admin/periods");
@@ -164,7 +200,8 @@ fn every_documented_error_is_problem_json_and_the_server_keeps_serving() {
             .send(&[0u8; 259][..])
             .unwrap();
         let status = resp.status().as_u16();
-        let body: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
         (status, body)
     };
     assert_eq!((status, problem_type(&body)), (401, "session-expired"));
@@ -197,7 +234,11 @@ fn admin_periods_and_erasure() {
         Some(ADMIN),
     );
     assert_eq!(status, 200, "{body}");
-    let (status, body) = server.post_json(&format!("/v1/admin/periods/{id}/end"), &json!({}), Some(ADMIN));
+    let (status, body) = server.post_json(
+        &format!("/v1/admin/periods/{id}/end"),
+        &json!({}),
+        Some(ADMIN),
+    );
     assert_eq!(status, 200, "{body}");
     let mut resp = server
         .agent()
@@ -205,7 +246,8 @@ fn admin_periods_and_erasure() {
         .header("Authorization", &format!("Bearer {ADMIN}"))
         .call()
         .unwrap();
-    let list: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(list["live"].as_array().unwrap().len(), 2);
 
     // A resident erases their enrolment: the session dies and they can enrol again.
@@ -217,8 +259,19 @@ fn admin_periods_and_erasure() {
         .header("Authorization", &format!("Bearer {session}"))
         .call()
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 204, "{}", resp.body_mut().read_to_string().unwrap());
-    assert_eq!(server.obtain(&session, "medical", "2026-12-02").1.unwrap_err(), 401);
+    assert_eq!(
+        resp.status().as_u16(),
+        204,
+        "{}",
+        resp.body_mut().read_to_string().unwrap()
+    );
+    assert_eq!(
+        server
+            .obtain(&session, "medical", "2026-12-02")
+            .1
+            .unwrap_err(),
+        401
+    );
     assert_eq!(server.enrol("X1000001", None).0, 201);
 }
 
@@ -227,25 +280,48 @@ fn directories_are_cacheable() {
     let server = TestServer::start();
     let resp = server
         .agent()
-        .get(&format!("{}/.well-known/private-token-issuer-directory", server.url))
+        .get(&format!(
+            "{}/.well-known/private-token-issuer-directory",
+            server.url
+        ))
         .call()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let etag = resp.headers().get("etag").unwrap().to_str().unwrap().to_owned();
-    assert!(resp.headers().get("cache-control").unwrap().to_str().unwrap().contains("max-age=3600"));
+    let etag = resp
+        .headers()
+        .get("etag")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        resp.headers()
+            .get("cache-control")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("max-age=3600")
+    );
     let resp = server
         .agent()
-        .get(&format!("{}/.well-known/private-token-issuer-directory", server.url))
+        .get(&format!(
+            "{}/.well-known/private-token-issuer-directory",
+            server.url
+        ))
         .header("If-None-Match", &etag)
         .call()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 304);
     let mut resp = server
         .agent()
-        .get(&format!("{}/.well-known/private-token-issuer-directory", server.url))
+        .get(&format!(
+            "{}/.well-known/private-token-issuer-directory",
+            server.url
+        ))
         .call()
         .unwrap();
-    let rfc: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let rfc: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(rfc["token-keys"][0]["token-type"], 2);
     let metrics = server
         .agent()
@@ -255,5 +331,7 @@ fn directories_are_cacheable() {
         .body_mut()
         .read_to_string()
         .unwrap();
-    assert!(metrics.contains("route=\"/.well-known/private-token-issuer-directory\",status=\"304\""));
+    assert!(
+        metrics.contains("route=\"/.well-known/private-token-issuer-directory\",status=\"304\"")
+    );
 }

@@ -66,7 +66,13 @@ fn the_issuer_keeps_and_logs_nothing_that_links_a_pass_to_a_person() {
             tokens.push(token.unwrap());
         }
         // A refused request is logged too; it must not leak either.
-        assert_eq!(server.obtain(&session, "party", "2026-12-02").1.unwrap_err(), 404);
+        assert_eq!(
+            server
+                .obtain(&session, "party", "2026-12-02")
+                .1
+                .unwrap_err(),
+            404
+        );
     }
     server.authority.store().flush().unwrap();
     let logs = logs.0.lock().unwrap().clone();
@@ -80,21 +86,36 @@ fn the_issuer_keeps_and_logs_nothing_that_links_a_pass_to_a_person() {
     std::fs::remove_file(&marker).unwrap();
 
     for token in &tokens {
-        assert!(files_containing(dir, &token.nonce).is_empty(), "nonce on disk");
-        assert!(files_containing(dir, &token.authenticator[..32]).is_empty(), "signature on disk");
+        assert!(
+            files_containing(dir, &token.nonce).is_empty(),
+            "nonce on disk"
+        );
+        assert!(
+            files_containing(dir, &token.authenticator[..32]).is_empty(),
+            "signature on disk"
+        );
         let mut pairing = token.token_key_id.0.to_vec();
         pairing.extend_from_slice(&token.nonce);
         assert!(files_containing(dir, &pairing).is_empty());
         let encoded = token.encode();
         assert!(!contains(&logs, &token.nonce));
         assert!(!contains(&logs, hex::encode(token.nonce).as_bytes()));
-        assert!(!contains(&logs, hex::encode(&token.authenticator[..16]).as_bytes()));
+        assert!(!contains(
+            &logs,
+            hex::encode(&token.authenticator[..16]).as_bytes()
+        ));
         assert!(!contains(&logs, &encoded[..40]));
-        assert!(!contains(&logs, blindpass::protocol::qr::encode_payload(token)[4..40].as_bytes()));
+        assert!(!contains(
+            &logs,
+            &blindpass::protocol::qr::encode_payload(token).as_bytes()[4..40]
+        ));
     }
     for value in &personal {
         assert!(!contains(&logs, value.as_bytes()), "personal data in logs");
-        assert!(files_containing(dir, value.as_bytes()).is_empty(), "personal data on disk");
+        assert!(
+            files_containing(dir, value.as_bytes()).is_empty(),
+            "personal data on disk"
+        );
     }
 
     // What the issuer saw does not verify as any token.

@@ -178,7 +178,10 @@ impl Journal {
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         let hash: [u8; 32] = Sha256::digest(&line).into();
         line.push(b'\n');
-        let mut file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         file.write_all(&line)?;
         file.sync_data()?;
         tail.next_seq += 1;
@@ -235,6 +238,9 @@ mod tests {
         assert_eq!(Journal::open(&path).unwrap().entries().unwrap().len(), 3);
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replace("\"version\":2", "\"version\":3")).unwrap();
-        assert!(matches!(Journal::verify_file(&path), Err(AuditError::Broken(2))));
+        assert!(matches!(
+            Journal::verify_file(&path),
+            Err(AuditError::Broken(2))
+        ));
     }
 }

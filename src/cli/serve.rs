@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// sled page cache, MiB.
     #[arg(long, default_value_t = 64)]
     pub cache_mib: u64,
+    /// When the expiry job runs: a six-field cron expression (sec min hour
+    /// day month weekday). A pass also runs at every start.
+    #[arg(long, default_value = crate::scheduler::EVERY_MINUTE)]
+    pub expiry_cron: String,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -68,7 +72,8 @@ pub struct ServeArgs {
 const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
 
 fn read_first_line(path: &Path) -> anyhow::Result<Passphrase> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let line = text.lines().next().unwrap_or("").to_owned();
     if line.is_empty() {
         return Err(CliError::new(
@@ -123,7 +128,9 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLINDPASS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -153,7 +160,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Authority::open(&args.data_dir, &pass, config, clock)
     } else {
         fsutil::create_private_dir(&args.data_dir)?;
-        eprintln!("initialising a new data directory in {}", args.data_dir.display());
+        eprintln!(
+            "initialising a new data directory in {}",
+            args.data_dir.display()
+        );
         Authority::init(&args.data_dir, &pass, Argon2Params::DEFAULT, config, clock)
     };
     let authority = match authority {
@@ -172,6 +182,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         authority.open_period("default", ends, 86_400)?;
         eprintln!("dev: opened a 14-day isolation period \"default\"");
     }
+    // Deadlines that passed while the service was down are met now,
+    // before any request is accepted.
+    let expiry = authority.destroy_due(crate::scheduler::VERIFIER_SKEW)?;
+    for report in &expiry.destroyed {
+        eprintln!(
+            "destroyed period {} at startup ({} s after its deadline)",
+            report.period, report.late_by_s
+        );
+    }
     let generated = authority.ensure_signing_keys()?;
     authority.retire_signing_keys(Duration::minutes(5))?;
     tracing::info!(generated, "signing keys ready");
@@ -186,6 +205,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let _scheduler = crate::scheduler::start(authority.clone(), &args.expiry_cron)
+            .await
+            .map_err(|e| {
+                CliError::new(
+                    format!("expiry schedule: {e}"),
+                    "use a six-field cron expression such as \"0 * * * * *\"",
+                )
+            })?;
         let refresher = authority.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -193,7 +220,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 tick.tick().await;
                 let a = refresher.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = a.ensure_signing_keys().and_then(|_| a.retire_signing_keys(Duration::minutes(5))) {
+                    if let Err(e) = a
+                        .ensure_signing_keys()
+                        .and_then(|_| a.retire_signing_keys(Duration::minutes(5)))
+                    {
                         tracing::error!(error = %e, "signing key refresh failed");
                     }
                 })

@@ -97,7 +97,11 @@ pub struct IssuerSigningKey {
 
 impl fmt::Debug for IssuerSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IssuerSigningKey({}, <redacted>)", self.public.key_id.to_hex())
+        write!(
+            f,
+            "IssuerSigningKey({}, <redacted>)",
+            self.public.key_id.to_hex()
+        )
     }
 }
 
@@ -220,7 +224,11 @@ pub fn begin_issuance_with<R: CryptoRng + ?Sized>(
 /// Client side, step 2: unblinds the issuer's answer and checks the result
 /// verifies before keeping it.
 pub fn finalize(pending: &PendingToken, response: &TokenResponse) -> Result<Token, CryptoError> {
-    let input = token_input(&pending.nonce, &pending.challenge_digest, &pending.key.key_id);
+    let input = token_input(
+        &pending.nonce,
+        &pending.challenge_digest,
+        &pending.key.key_id,
+    );
     let sig = pending
         .key
         .pk

@@ -69,7 +69,8 @@ pub fn derive(parent: &[u8; 32], label: &str, context: &[u8]) -> DerivedKey {
 pub fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     // A 32-byte key is always a valid HMAC key, so this cannot fail.
     #[allow(clippy::expect_used)]
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     for part in parts {
         mac.update(part);
     }
@@ -111,6 +112,9 @@ mod tests {
         let c = argon2id(&Passphrase::new("one".into()), b"othersaltothersa", p).unwrap();
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a, argon2id(&Passphrase::new("one".into()), b"saltsaltsaltsalt", p).unwrap());
+        assert_eq!(
+            a,
+            argon2id(&Passphrase::new("one".into()), b"saltsaltsaltsalt", p).unwrap()
+        );
     }
 }

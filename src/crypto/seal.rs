@@ -94,8 +94,14 @@ mod tests {
     #[test]
     fn other_aad_or_key_fails() {
         let sealed = seal(&[7; 32], b"record-1", b"secret").unwrap();
-        assert_eq!(open(&[7; 32], b"record-2", &sealed), Err(CryptoError::Failed));
-        assert_eq!(open(&[8; 32], b"record-1", &sealed), Err(CryptoError::Failed));
+        assert_eq!(
+            open(&[7; 32], b"record-2", &sealed),
+            Err(CryptoError::Failed)
+        );
+        assert_eq!(
+            open(&[8; 32], b"record-1", &sealed),
+            Err(CryptoError::Failed)
+        );
         assert!(open(&[7; 32], b"record-1", &sealed).is_ok());
     }
 }

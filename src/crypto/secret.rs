@@ -153,8 +153,14 @@ mod tests {
 
     #[test]
     fn equality_compares_contents() {
-        assert_eq!(MasterKey::from_bytes([1; 32]), MasterKey::from_bytes([1; 32]));
-        assert_ne!(MasterKey::from_bytes([1; 32]), MasterKey::from_bytes([2; 32]));
+        assert_eq!(
+            MasterKey::from_bytes([1; 32]),
+            MasterKey::from_bytes([1; 32])
+        );
+        assert_ne!(
+            MasterKey::from_bytes([1; 32]),
+            MasterKey::from_bytes([2; 32])
+        );
         assert_ne!(MasterKey::generate(), MasterKey::generate());
     }
 }

@@ -168,7 +168,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
     let started = Instant::now();
-    let response = match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(state.config.request_timeout, next.run(request)).await
+    {
         Ok(response) => response,
         Err(_) => Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -28,7 +28,12 @@ pub struct Problem {
 
 impl Problem {
     /// A problem of `name` (the last segment of its type URI).
-    pub fn new(status: StatusCode, name: &str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        name: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             kind: format!("{PROBLEM_BASE}{name}"),
             title,

@@ -43,12 +43,19 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Problem> {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
-                format!("request bodies are limited to {} bytes", state.config.max_body_bytes),
+                format!(
+                    "request bodies are limited to {} bytes",
+                    state.config.max_body_bytes
+                ),
             )
         })
 }
 
-async fn json_body<T: DeserializeOwned>(state: &AppState, headers: &HeaderMap, body: Body) -> Result<T, Problem> {
+async fn json_body<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, Problem> {
     if !content_type_is(headers, "application/json") {
         return Err(unsupported_media_type("application/json"));
     }
@@ -60,7 +67,12 @@ async fn json_body<T: DeserializeOwned>(state: &AppState, headers: &HeaderMap, b
             serde_json::error::Category::Data => "a field is missing or has the wrong type",
             _ => "the body is not valid JSON",
         };
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "Malformed JSON",
+            detail,
+        )
     })
 }
 
@@ -118,7 +130,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<SessionOwner, Problem> {
-    let token = bearer(headers).ok_or_else(Problem::unauthorized)?.to_owned();
+    let token = bearer(headers)
+        .ok_or_else(Problem::unauthorized)?
+        .to_owned();
     let authority = state.authority.clone();
     match authority.session(&token) {
         Ok(Some(owner)) => Ok(owner),
@@ -159,10 +173,21 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 pub(super) async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint")
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such endpoint",
+    )
 }
 
-fn with_cache(state: &AppState, headers: &HeaderMap, body: Vec<u8>, etag_source: &[u8], content_type: &'static str) -> Response {
+fn with_cache(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    etag_source: &[u8],
+    content_type: &'static str,
+) -> Response {
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(etag_source)[..16]));
     let max_age = state.authority.config().directory_max_age_s;
     let cache = format!("public, max-age={max_age}");
@@ -199,13 +224,25 @@ fn directory_etag_source(dir: &crate::protocol::directory::Directory) -> Vec<u8>
 pub(super) async fn rfc_directory(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let dir = state.authority.directory();
     let body = serde_json::to_vec(&dir.to_rfc()).unwrap_or_default();
-    with_cache(&state, &headers, body, &directory_etag_source(&dir), "application/private-token-issuer-directory")
+    with_cache(
+        &state,
+        &headers,
+        body,
+        &directory_etag_source(&dir),
+        "application/private-token-issuer-directory",
+    )
 }
 
 pub(super) async fn directory(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let dir = state.authority.directory();
     let body = serde_json::to_vec(&dir).unwrap_or_default();
-    with_cache(&state, &headers, body, &directory_etag_source(&dir), "application/json")
+    with_cache(
+        &state,
+        &headers,
+        body,
+        &directory_etag_source(&dir),
+        "application/json",
+    )
 }
 
 #[derive(Deserialize)]
@@ -233,7 +270,10 @@ pub(super) async fn enrol(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    if !state.limiter.allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s) {
+    if !state
+        .limiter
+        .allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s)
+    {
         return Err(rate_limited());
     }
     let body: EnrolBody = json_body(&state, &headers, body).await?;
@@ -291,7 +331,10 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    if !state.limiter.allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s) {
+    if !state
+        .limiter
+        .allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s)
+    {
         return Err(rate_limited());
     }
     let body: LoginBody = json_body(&state, &headers, body).await?;
@@ -299,7 +342,10 @@ pub(super) async fn login(
     let authority = state.authority.clone();
     let ttl = state.config.session_ttl;
     let document = body.document_number;
-    let session = blocking(&state.argon2, move || authority.login(&document, &password, ttl)).await?;
+    let session = blocking(&state.argon2, move || {
+        authority.login(&document, &password, ttl)
+    })
+    .await?;
     match session {
         Some(s) => Ok(json(
             StatusCode::CREATED,
@@ -356,11 +402,19 @@ pub(super) async fn token_request(
     })?;
     let bytes = read_body(&state, body).await?;
     let request = TokenRequest::decode(&bytes).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-token-request", "Bad token request", e.to_string())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-token-request",
+            "Bad token request",
+            e.to_string(),
+        )
     })?;
     let authority = state.authority.clone();
     let class = query.class;
-    let response = blocking(&state.signer, move || authority.issue(&owner, &class, &window, &request)).await?;
+    let response = blocking(&state.signer, move || {
+        authority.issue(&owner, &class, &window, &request)
+    })
+    .await?;
     state.metrics.incr("passes_issued");
     Ok((
         StatusCode::OK,
@@ -397,12 +451,22 @@ pub(super) struct OpenBody {
     grace_s: u64,
 }
 
-pub(super) async fn admin_open(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+pub(super) async fn admin_open(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
     admin(&state, &headers)?;
     let body: OpenBody = json_body(&state, &headers, body).await?;
     let authority = state.authority.clone();
-    let id = blocking(&state.signer, move || authority.open_period(&body.name, body.ends_at, body.grace_s)).await?;
-    let info = state.authority.period_info(&id).ok_or_else(Problem::internal)?;
+    let id = blocking(&state.signer, move || {
+        authority.open_period(&body.name, body.ends_at, body.grace_s)
+    })
+    .await?;
+    let info = state
+        .authority
+        .period_info(&id)
+        .ok_or_else(Problem::internal)?;
     Ok(json(StatusCode::CREATED, &info))
 }
 
@@ -414,7 +478,14 @@ pub(super) struct ExtendBody {
 }
 
 fn period_id(text: &str) -> Result<PeriodId, Problem> {
-    PeriodId::parse(text).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such period"))
+    PeriodId::parse(text).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "no such period",
+        )
+    })
 }
 
 pub(super) async fn admin_extend(
@@ -426,11 +497,23 @@ pub(super) async fn admin_extend(
     admin(&state, &headers)?;
     let id = period_id(&id)?;
     let body: ExtendBody = json_body(&state, &headers, body).await?;
-    Ok(json(StatusCode::OK, &state.authority.extend_period(&id, body.ends_at)?))
+    Ok(json(
+        StatusCode::OK,
+        &state.authority.extend_period(&id, body.ends_at)?,
+    ))
 }
 
-pub(super) async fn admin_end(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
+pub(super) async fn admin_end(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
     admin(&state, &headers)?;
     let id = period_id(&id)?;
-    Ok(json(StatusCode::OK, &state.authority.end_period(&id)?))
+    let info = state.authority.end_period(&id)?;
+    if info.grace_s == 0 {
+        // Nothing to wait for: destroy now rather than at the next tick.
+        crate::scheduler::tick(state.authority.clone()).await;
+    }
+    Ok(json(StatusCode::OK, &info))
 }

@@ -59,7 +59,8 @@ pub fn verify_password(password: &Passphrase, stored: &str) -> bool {
         t_cost: *t_cost,
         p_cost: *p_cost,
     };
-    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
+    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash))
+    else {
         return false;
     };
     match kdf::argon2id(password, &salt, params) {
@@ -148,7 +149,10 @@ impl Authority {
     }
 
     /// Finds a resident of the current period by document number.
-    fn resident_by_document(&self, document_number: &str) -> Result<Option<(PeriodId, ResidentId)>, IssuerError> {
+    fn resident_by_document(
+        &self,
+        document_number: &str,
+    ) -> Result<Option<(PeriodId, ResidentId)>, IssuerError> {
         let period = self.current_period()?;
         let probe = PersonalData {
             full_name: String::new(),
@@ -196,10 +200,15 @@ impl Authority {
         };
         let token = format!("{period}.{}", URL_SAFE_NO_PAD.encode(random_32()));
         let expires_at = self.now() + ttl;
-        let value = serde_json::to_vec(&StoredSession { resident, expires_at })
-            .map_err(|_| StoreError::Corrupt("session"))?;
+        let value = serde_json::to_vec(&StoredSession {
+            resident,
+            expires_at,
+        })
+        .map_err(|_| StoreError::Corrupt("session"))?;
         let state = self.store.state(&period)?;
-        state.insert(session_key(&token), value).map_err(StoreError::from)?;
+        state
+            .insert(session_key(&token), value)
+            .map_err(StoreError::from)?;
         Ok(Some(NewSession { token, expires_at }))
     }
 
@@ -276,12 +285,10 @@ impl Authority {
         if window.kind() != class.window || window.ends_at() <= self.now() {
             return Err(IssuerError::WindowOutOfRange);
         }
-        let key = self
-            .signing_key(class_name, window)
-            .map_err(|e| match e {
-                IssuerError::NoSigningKey => IssuerError::WindowOutOfRange,
-                other => other,
-            })?;
+        let key = self.signing_key(class_name, window).map_err(|e| match e {
+            IssuerError::NoSigningKey => IssuerError::WindowOutOfRange,
+            other => other,
+        })?;
         if class.requires.contains(&ExtraField::EmployerTaxNumber) {
             let record = self.record(&owner.period, &owner.resident)?;
             if record.personal.employer_tax_number.is_none() {
@@ -294,7 +301,13 @@ impl Authority {
             IDEMPOTENCY_PREFIX,
             kdf::hmac_sha256(
                 &self.period_index(&owner.period, "idempotency", &resident)?,
-                &[class_name.as_bytes(), b"\0", window_text.as_bytes(), b"\0", &request.blinded_msg],
+                &[
+                    class_name.as_bytes(),
+                    b"\0",
+                    window_text.as_bytes(),
+                    b"\0",
+                    &request.blinded_msg,
+                ],
             ),
         );
         let (year, week) = window.iso_week();
@@ -352,7 +365,12 @@ impl Authority {
     }
 
     /// How many passes of `class` the resident has in the ISO week of `window`.
-    pub fn quota_used(&self, owner: &SessionOwner, class_name: &str, window: &Window) -> Result<u64, IssuerError> {
+    pub fn quota_used(
+        &self,
+        owner: &SessionOwner,
+        class_name: &str,
+        window: &Window,
+    ) -> Result<u64, IssuerError> {
         let (year, week) = window.iso_week();
         let quota_key = prefixed(
             QUOTA_PREFIX,
@@ -363,7 +381,9 @@ impl Authority {
             )?,
         );
         let state = self.store.state(&owner.period)?;
-        Ok(read_count(state.get(&quota_key).map_err(StoreError::from)?.as_deref()))
+        Ok(read_count(
+            state.get(&quota_key).map_err(StoreError::from)?.as_deref(),
+        ))
     }
 }
 
@@ -390,9 +410,18 @@ mod tests {
     fn passwords_verify_and_fail() {
         let p = Argon2Params::INSECURE_FAST_FOR_TESTS;
         let hash = hash_password(&Passphrase::new("long enough pw".into()), p).unwrap();
-        assert!(verify_password(&Passphrase::new("long enough pw".into()), &hash));
-        assert!(!verify_password(&Passphrase::new("long enough pX".into()), &hash));
-        assert!(!verify_password(&Passphrase::new("long enough pw".into()), "garbage"));
+        assert!(verify_password(
+            &Passphrase::new("long enough pw".into()),
+            &hash
+        ));
+        assert!(!verify_password(
+            &Passphrase::new("long enough pX".into()),
+            &hash
+        ));
+        assert!(!verify_password(
+            &Passphrase::new("long enough pw".into()),
+            "garbage"
+        ));
         assert!(!hash.contains("long enough"));
     }
 }

@@ -7,6 +7,7 @@
 //! [`Journal`] (public audit log).
 
 pub mod accounts;
+pub mod expiry;
 pub mod resident;
 
 use std::path::{Path, PathBuf};
@@ -179,6 +180,7 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     config: AuthorityConfig,
     data_dir: DataDir,
+    last_expiry_pass: Mutex<Option<OffsetDateTime>>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -212,7 +214,10 @@ fn index_key(period_key: &PeriodKey, label: &str, value: &str) -> [u8; 32] {
 
 /// A commitment to a key that reveals nothing about it.
 pub fn key_commitment(key: &PeriodKey) -> String {
-    hex::encode(kdf::hmac_sha256(key.expose_secret(), &[b"blindpass-key-commitment"]))
+    hex::encode(kdf::hmac_sha256(
+        key.expose_secret(),
+        &[b"blindpass-key-commitment"],
+    ))
 }
 
 impl Authority {
@@ -271,6 +276,7 @@ impl Authority {
             clock,
             config,
             data_dir,
+            last_expiry_pass: Mutex::new(None),
         };
         authority.recover()?;
         Ok(authority)
@@ -304,7 +310,10 @@ impl Authority {
         let (unlogged, version): (Vec<DestroyedPeriod>, u64) = {
             let vault = self.vault();
             let tombstones = vault.ring().destroyed.iter();
-            let unlogged = tombstones.filter(|d| !logged.contains(&d.id)).cloned().collect();
+            let unlogged = tombstones
+                .filter(|d| !logged.contains(&d.id))
+                .cloned()
+                .collect();
             (unlogged, vault.master_version())
         };
         for gone in &unlogged {
@@ -416,14 +425,23 @@ impl Authority {
                 deadline: rfc3339(deadline),
             },
         )?;
-        self.journal
-            .append(now, Event::PeriodKeyCreated { period: id, commitment })?;
+        self.journal.append(
+            now,
+            Event::PeriodKeyCreated {
+                period: id,
+                commitment,
+            },
+        )?;
         Ok(id)
     }
 
     /// Moves a period's end. Only possible before its destruction deadline,
     /// and never into the past; logged publicly.
-    pub fn extend_period(&self, id: &PeriodId, ends_at: OffsetDateTime) -> Result<PeriodInfo, IssuerError> {
+    pub fn extend_period(
+        &self,
+        id: &PeriodId,
+        ends_at: OffsetDateTime,
+    ) -> Result<PeriodInfo, IssuerError> {
         let now = self.now();
         let info = self.period_info(id).ok_or(IssuerError::UnknownPeriod)?;
         if info.destroy_pending || info.deadline <= now {
@@ -463,7 +481,8 @@ impl Authority {
                     p.ends_at = now;
                 }
             })?;
-            self.journal.append(now, Event::PeriodEnded { period: *id })?;
+            self.journal
+                .append(now, Event::PeriodEnded { period: *id })?;
         }
         self.period_info(id).ok_or(IssuerError::UnknownPeriod)
     }
@@ -559,7 +578,11 @@ impl Authority {
     }
 
     /// Decrypts a resident's record.
-    pub fn record(&self, period: &PeriodId, id: &ResidentId) -> Result<ResidentRecord, IssuerError> {
+    pub fn record(
+        &self,
+        period: &PeriodId,
+        id: &ResidentId,
+    ) -> Result<ResidentRecord, IssuerError> {
         let key = self.period_key(period)?;
         let sealed = self
             .store
@@ -575,7 +598,12 @@ impl Authority {
 
     /// A keyed hash of `value` under the period's index key for `label`:
     /// lookups without storing the value. Used for sessions and quotas.
-    pub fn period_index(&self, period: &PeriodId, label: &str, value: &str) -> Result<[u8; 32], IssuerError> {
+    pub fn period_index(
+        &self,
+        period: &PeriodId,
+        label: &str,
+        value: &str,
+    ) -> Result<[u8; 32], IssuerError> {
         Ok(index_key(&self.period_key(period)?, label, value))
     }
 
@@ -620,7 +648,8 @@ impl Authority {
         };
         let deadline = live.deadline();
         if !live.destroy_pending {
-            self.journal.append(now, Event::DestroyIntent { period: *period })?;
+            self.journal
+                .append(now, Event::DestroyIntent { period: *period })?;
             vault.update(|ring| {
                 if let Some(p) = ring.periods.iter_mut().find(|p| &p.id == period) {
                     p.destroy_pending = true;
@@ -653,8 +682,12 @@ impl Authority {
                 late_by_s,
             },
         )?;
-        self.journal
-            .append(now, Event::MasterRotated { version: master_version })?;
+        self.journal.append(
+            now,
+            Event::MasterRotated {
+                version: master_version,
+            },
+        )?;
         self.vault().check_fault(FaultPoint::BeforePurge)?;
         let purged_entries = self.purge(period)?;
         Ok(DestroyReport {
@@ -668,8 +701,13 @@ impl Authority {
     fn purge(&self, period: &PeriodId) -> Result<u64, IssuerError> {
         let entries = self.store.purge_period(period)? as u64;
         if entries > 0 {
-            self.journal
-                .append(self.now(), Event::RecordsPurged { period: *period, entries })?;
+            self.journal.append(
+                self.now(),
+                Event::RecordsPurged {
+                    period: *period,
+                    entries,
+                },
+            )?;
         }
         Ok(entries)
     }
@@ -722,7 +760,8 @@ impl Authority {
             })
             .collect();
         let count = fresh.len();
-        self.vault().update(|ring| ring.signing_keys.extend(fresh))?;
+        self.vault()
+            .update(|ring| ring.signing_keys.extend(fresh))?;
         for event in published {
             self.journal.append(now, event)?;
         }
@@ -743,17 +782,27 @@ impl Authority {
         if retired.is_empty() {
             return Ok(0);
         }
-        self.vault()
-            .update(|ring| ring.signing_keys.retain(|k| !retired.contains(&k.key.public().key_id())))?;
+        self.vault().update(|ring| {
+            ring.signing_keys
+                .retain(|k| !retired.contains(&k.key.public().key_id()))
+        })?;
         for key_id in &retired {
-            self.journal
-                .append(now, Event::SigningKeyRetired { key_id: key_id.to_hex() })?;
+            self.journal.append(
+                now,
+                Event::SigningKeyRetired {
+                    key_id: key_id.to_hex(),
+                },
+            )?;
         }
         Ok(retired.len())
     }
 
     /// The signing key of a class and window.
-    pub fn signing_key(&self, class: &str, window: &Window) -> Result<IssuerSigningKey, IssuerError> {
+    pub fn signing_key(
+        &self,
+        class: &str,
+        window: &Window,
+    ) -> Result<IssuerSigningKey, IssuerError> {
         self.config
             .classes
             .class(class)

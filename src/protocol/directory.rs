@@ -32,7 +32,11 @@ pub struct RfcTokenKey {
     #[serde(rename = "token-key")]
     pub token_key: String,
     /// Unix seconds before which the key must not be used.
-    #[serde(rename = "not-before", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "not-before",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub not_before: Option<i64>,
 }
 
@@ -66,7 +70,9 @@ impl PublishedKey {
     pub fn spki(&self) -> Result<Vec<u8>, ProtocolError> {
         let spki = decode_token_key(&self.token_key)?;
         if KeyId::of_spki(&spki).to_hex() != self.key_id {
-            return Err(ProtocolError::Malformed("token-key-id does not match token-key"));
+            return Err(ProtocolError::Malformed(
+                "token-key-id does not match token-key",
+            ));
         }
         Ok(spki)
     }

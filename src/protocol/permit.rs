@@ -289,7 +289,10 @@ mod tests {
     #[test]
     fn default_classes_match_the_design() {
         let config = ClassConfig::default();
-        assert_eq!(config.class("personal").unwrap().quota, Quota::PerIsoWeek(2));
+        assert_eq!(
+            config.class("personal").unwrap().quota,
+            Quota::PerIsoWeek(2)
+        );
         assert_eq!(
             config.class("work").unwrap().requires,
             vec![ExtraField::EmployerTaxNumber]

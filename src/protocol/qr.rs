@@ -64,7 +64,10 @@ mod tests {
         let mut other = token().encode();
         other[1] = 9;
         let text = format!("BP1:{}", base45::encode(&other));
-        assert_eq!(decode_payload(&text), Err(ProtocolError::UnknownTokenType(9)));
+        assert_eq!(
+            decode_payload(&text),
+            Err(ProtocolError::UnknownTokenType(9))
+        );
     }
 
     proptest! {

@@ -201,7 +201,11 @@ impl Token {
 
 /// `token_type || nonce || challenge_digest || token_key_id`, the message
 /// that is blinded and signed.
-pub fn token_input(nonce: &[u8; NONCE_LEN], challenge_digest: &[u8; 32], key_id: &KeyId) -> Vec<u8> {
+pub fn token_input(
+    nonce: &[u8; NONCE_LEN],
+    challenge_digest: &[u8; 32],
+    key_id: &KeyId,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(TOKEN_LEN);
     out.extend_from_slice(&TOKEN_TYPE_BLIND_RSA.to_be_bytes());
     out.extend_from_slice(nonce);
@@ -363,7 +367,10 @@ mod tests {
     fn wrong_type_and_length_are_typed_errors() {
         let mut bytes = sample_token().encode();
         bytes[1] = 1;
-        assert_eq!(Token::decode(&bytes), Err(ProtocolError::UnknownTokenType(1)));
+        assert_eq!(
+            Token::decode(&bytes),
+            Err(ProtocolError::UnknownTokenType(1))
+        );
         let bytes = sample_token().encode();
         assert!(matches!(
             Token::decode(&bytes[..353]),

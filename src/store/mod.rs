@@ -87,9 +87,18 @@ impl Store {
 
     /// The tree if it exists; reads never create trees, so a read after a
     /// purge cannot bring a dropped period back.
-    fn existing_tree(&self, period: &PeriodId, kind: TreeKind) -> Result<Option<sled::Tree>, StoreError> {
+    fn existing_tree(
+        &self,
+        period: &PeriodId,
+        kind: TreeKind,
+    ) -> Result<Option<sled::Tree>, StoreError> {
         let name = tree_name(period, kind);
-        if self.db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()) {
+        if self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == name.as_bytes())
+        {
             Ok(Some(self.db.open_tree(name)?))
         } else {
             Ok(None)
@@ -103,12 +112,17 @@ impl Store {
         id: &ResidentId,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
-        self.tree(period, TreeKind::Records)?.insert(id.as_bytes(), sealed)?;
+        self.tree(period, TreeKind::Records)?
+            .insert(id.as_bytes(), sealed)?;
         Ok(())
     }
 
     /// The sealed record of a resident, if present.
-    pub fn record(&self, period: &PeriodId, id: &ResidentId) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn record(
+        &self,
+        period: &PeriodId,
+        id: &ResidentId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match self.existing_tree(period, TreeKind::Records)? {
             Some(tree) => Ok(tree.get(id.as_bytes())?.map(|v| v.to_vec())),
             None => Ok(None),
@@ -117,7 +131,10 @@ impl Store {
 
     /// Removes a resident's sealed record.
     pub fn remove_record(&self, period: &PeriodId, id: &ResidentId) -> Result<bool, StoreError> {
-        Ok(self.tree(period, TreeKind::Records)?.remove(id.as_bytes())?.is_some())
+        Ok(self
+            .tree(period, TreeKind::Records)?
+            .remove(id.as_bytes())?
+            .is_some())
     }
 
     /// Number of sealed records in a period.
@@ -142,7 +159,11 @@ impl Store {
     }
 
     /// Reads an index slot.
-    pub fn index_get(&self, period: &PeriodId, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn index_get(
+        &self,
+        period: &PeriodId,
+        key: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match self.existing_tree(period, TreeKind::Index)? {
             Some(tree) => Ok(tree.get(key)?.map(|v| v.to_vec())),
             None => Ok(None),

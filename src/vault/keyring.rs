@@ -124,7 +124,10 @@ impl KeyRing {
             log_seed: Zeroizing::new(hex::encode(self.log_seed.expose_secret())),
         };
         for k in &self.signing_keys {
-            let der = k.key.to_der().map_err(|_| VaultError::Corrupt("signing key"))?;
+            let der = k
+                .key
+                .to_der()
+                .map_err(|_| VaultError::Corrupt("signing key"))?;
             file.signing_keys.push(StoredSigningKey {
                 class: k.class.clone(),
                 window: k.window,

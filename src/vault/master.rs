@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::VaultError;
 use super::fsutil;
 use crate::crypto::kdf::{Argon2Params, argon2id};
-use crate::crypto::secret::{DerivedKey, MasterKey, Passphrase, random_32};
 use crate::crypto::seal;
+use crate::crypto::secret::{DerivedKey, MasterKey, Passphrase, random_32};
 
 /// Holds the one secret whose erasure must be trusted.
 ///
@@ -102,7 +102,11 @@ impl PassphraseSlot {
     }
 
     fn write(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {
-        let wrapped = seal::seal(self.kek.expose_secret(), &slot_aad(version), key.expose_secret())?;
+        let wrapped = seal::seal(
+            self.kek.expose_secret(),
+            &slot_aad(version),
+            key.expose_secret(),
+        )?;
         let file = SlotFile {
             format: SLOT_FORMAT.into(),
             argon2: self.params,

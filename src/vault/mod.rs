@@ -139,7 +139,9 @@ impl Vault {
         let sealed = match fs::read(ring_path(dir, version)) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VaultError::Corrupt("no key ring for the current master key"));
+                return Err(VaultError::Corrupt(
+                    "no key ring for the current master key",
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -188,10 +190,19 @@ impl Vault {
         Ok(())
     }
 
-    fn write_ring(&self, version: u64, master: &MasterKey, ring: &KeyRing) -> Result<(), VaultError> {
+    fn write_ring(
+        &self,
+        version: u64,
+        master: &MasterKey,
+        ring: &KeyRing,
+    ) -> Result<(), VaultError> {
         let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
         let plain = ring.to_bytes()?;
-        let sealed = seal::seal(ring_key.expose_secret(), &ring_aad(version), plain.expose_secret())?;
+        let sealed = seal::seal(
+            ring_key.expose_secret(),
+            &ring_aad(version),
+            plain.expose_secret(),
+        )?;
         fsutil::atomic_write(&ring_path(&self.dir, version), &sealed)?;
         Ok(())
     }
@@ -303,7 +314,10 @@ mod tests {
 
     #[test]
     fn interrupted_rotation_keeps_a_consistent_ring() {
-        for point in [FaultPoint::AfterNewRingWritten, FaultPoint::AfterMasterReplaced] {
+        for point in [
+            FaultPoint::AfterNewRingWritten,
+            FaultPoint::AfterMasterReplaced,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let mut vault = Vault::create(dir.path(), slot(dir.path())).unwrap();
             let keep = period();
@@ -331,7 +345,11 @@ mod tests {
                     assert!(vault.ring().period(&gone.id).is_none());
                 }
             }
-            assert_eq!(ring_versions(dir.path()).unwrap().len(), 1, "debris removed");
+            assert_eq!(
+                ring_versions(dir.path()).unwrap().len(),
+                1,
+                "debris removed"
+            );
         }
     }
 }

@@ -101,7 +101,12 @@ impl TestServer {
     }
 
     /// POST JSON; returns status and parsed body.
-    pub fn post_json(&self, path: &str, body: &serde_json::Value, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        bearer: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut req = self.agent().post(&format!("{}{path}", self.url));
         if let Some(token) = bearer {
             req = req.header("Authorization", &format!("Bearer {token}"));
@@ -109,14 +114,24 @@ impl TestServer {
         let mut resp = req.send_json(body).unwrap();
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let mut resp = self.agent().get(&format!("{}{path}", self.url)).call().unwrap();
+        let mut resp = self
+            .agent()
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     pub fn enrol(&self, document: &str, employer: Option<&str>) -> (u16, serde_json::Value) {
@@ -151,10 +166,19 @@ impl TestServer {
     }
 
     /// Sends a raw token request; returns status and body bytes.
-    pub fn post_token_request(&self, session: &str, class: &str, window: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    pub fn post_token_request(
+        &self,
+        session: &str,
+        class: &str,
+        window: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let mut resp = self
             .agent()
-            .post(&format!("{}/token-request?class={class}&window={window}", self.url))
+            .post(&format!(
+                "{}/token-request?class={class}&window={window}",
+                self.url
+            ))
             .header("Authorization", &format!("Bearer {session}"))
             .header("Content-Type", "application/private-token-request")
             .send(body)
@@ -166,7 +190,12 @@ impl TestServer {
 
     /// The whole client side of issuance; returns the request sent and the
     /// outcome (a finished token, or the error status).
-    pub fn obtain(&self, session: &str, class: &str, window: &str) -> (TokenRequest, Result<Token, u16>) {
+    pub fn obtain(
+        &self,
+        session: &str,
+        class: &str,
+        window: &str,
+    ) -> (TokenRequest, Result<Token, u16>) {
         let dir = self.directory();
         let w = Window::parse(window).unwrap();
         let key = dir
