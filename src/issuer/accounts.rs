@@ -14,7 +14,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
@@ -25,7 +24,7 @@ use crate::crypto::secret::{Passphrase, random_32};
 use crate::ids::{PeriodId, ResidentId};
 use crate::protocol::permit::{ExtraField, Quota, Window};
 use crate::protocol::token::{TokenRequest, TokenResponse};
-use crate::store::StoreError;
+use crate::store::{Charge, StoreError};
 
 /// Minimum password length in characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -205,10 +204,7 @@ impl Authority {
             expires_at,
         })
         .map_err(|_| StoreError::Corrupt("session"))?;
-        let state = self.store.state(&period)?;
-        state
-            .insert(session_key(&token), value)
-            .map_err(StoreError::from)?;
+        self.store.state_insert(&period, &session_key(&token), &value)?;
         Ok(Some(NewSession { token, expires_at }))
     }
 
@@ -221,15 +217,14 @@ impl Authority {
         if self.period_info(&period).is_none() {
             return Ok(None);
         }
-        let state = self.store.state(&period)?;
         let key = session_key(token);
-        let Some(bytes) = state.get(&key).map_err(StoreError::from)? else {
+        let Some(bytes) = self.store.state_get(&period, &key)? else {
             return Ok(None);
         };
         let stored: StoredSession =
             serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt("session"))?;
         if stored.expires_at <= self.now() {
-            state.remove(&key).map_err(StoreError::from)?;
+            self.store.state_remove(&period, &key)?;
             return Err(IssuerError::SessionExpired);
         }
         Ok(Some(SessionOwner {
@@ -242,10 +237,7 @@ impl Authority {
     pub fn logout(&self, token: &str) -> Result<(), IssuerError> {
         if let Some(period) = token.split('.').next().and_then(PeriodId::parse) {
             if self.period_info(&period).is_some() {
-                self.store
-                    .state(&period)?
-                    .remove(session_key(token))
-                    .map_err(StoreError::from)?;
+                self.store.state_remove(&period, &session_key(token))?;
             }
         }
         Ok(())
@@ -254,16 +246,14 @@ impl Authority {
     /// Erases a resident now: record, index entry and every session.
     pub fn erase(&self, owner: &SessionOwner) -> Result<(), IssuerError> {
         self.erase_resident(&owner.period, &owner.resident)?;
-        let state = self.store.state(&owner.period)?;
-        for item in state.scan_prefix([SESSION_PREFIX]) {
-            let (key, value) = item.map_err(StoreError::from)?;
+        for (key, value) in self.store.state_scan(&owner.period, &[SESSION_PREFIX])? {
             if let Ok(stored) = serde_json::from_slice::<StoredSession>(&value) {
                 if stored.resident == owner.resident {
-                    state.remove(key).map_err(StoreError::from)?;
+                    self.store.state_remove(&owner.period, &key)?;
                 }
             }
         }
-        state.flush().map_err(StoreError::from)?;
+        self.store.flush()?;
         Ok(())
     }
 
@@ -319,8 +309,7 @@ impl Authority {
                 &format!("{resident}\0{class_name}\0{year}-W{week:02}"),
             )?,
         );
-        let state = self.store.state(&owner.period)?;
-        if let Some(previous) = state.get(&idem_key).map_err(StoreError::from)? {
+        if let Some(previous) = self.store.state_get(&owner.period, &idem_key)? {
             return stored_response(&previous);
         }
         let limit = match class.quota {
@@ -328,7 +317,7 @@ impl Authority {
             Quota::Unlimited => None,
         };
         if let Some(limit) = limit {
-            if read_count(state.get(&quota_key).map_err(StoreError::from)?.as_deref()) >= limit {
+            if self.store.state_counter(&owner.period, &quota_key)? >= limit {
                 return Err(IssuerError::QuotaExceeded);
             }
         }
@@ -338,29 +327,13 @@ impl Authority {
             response: STANDARD_NO_PAD.encode(&response.blind_sig),
         })
         .map_err(|_| StoreError::Corrupt("issuance"))?;
-        let outcome = state.transaction(|tx| {
-            if let Some(previous) = tx.get(&idem_key)? {
-                return Ok(Some(previous.to_vec()));
-            }
-            let count = read_count(tx.get(&quota_key)?.as_deref());
-            if let Some(limit) = limit {
-                if count >= limit {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-            }
-            tx.insert(quota_key.as_slice(), &(count + 1).to_be_bytes()[..])?;
-            tx.insert(idem_key.as_slice(), stored.as_slice())?;
-            Ok(None)
-        });
-        match outcome {
-            Ok(Some(previous)) => stored_response(&previous),
-            Ok(None) => {
-                // Acknowledge only what is on disk.
-                state.flush().map_err(StoreError::from)?;
-                Ok(response)
-            }
-            Err(TransactionError::Abort(())) => Err(IssuerError::QuotaExceeded),
-            Err(TransactionError::Storage(e)) => Err(StoreError::from(e).into()),
+        match self
+            .store
+            .charge_once(&owner.period, &idem_key, &quota_key, limit, &stored)?
+        {
+            Charge::Charged => Ok(response),
+            Charge::Replayed(previous) => stored_response(&previous),
+            Charge::OverQuota => Err(IssuerError::QuotaExceeded),
         }
     }
 
@@ -380,17 +353,8 @@ impl Authority {
                 &format!("{}\0{class_name}\0{year}-W{week:02}", owner.resident),
             )?,
         );
-        let state = self.store.state(&owner.period)?;
-        Ok(read_count(
-            state.get(&quota_key).map_err(StoreError::from)?.as_deref(),
-        ))
+        Ok(self.store.state_counter(&owner.period, &quota_key)?)
     }
-}
-
-fn read_count(bytes: Option<&[u8]>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0, u64::from_be_bytes)
 }
 
 fn stored_response(bytes: &[u8]) -> Result<TokenResponse, IssuerError> {

@@ -46,6 +46,23 @@ impl TreeKind {
     }
 }
 
+/// The outcome of [`Store::charge_once`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// Newly charged and recorded.
+    Charged,
+    /// Already recorded earlier: the stored value.
+    Replayed(Vec<u8>),
+    /// The limit is reached; nothing changed.
+    OverQuota,
+}
+
+fn read_count(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 /// Tuning for the sled database.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreConfig {
@@ -176,9 +193,82 @@ impl Store {
         Ok(())
     }
 
-    /// The short-lived state tree of a period (sessions, quotas, idempotency).
-    pub fn state(&self, period: &PeriodId) -> Result<sled::Tree, StoreError> {
-        self.tree(period, TreeKind::State)
+    /// Reads a short-lived state entry (sessions, quotas, idempotency).
+    pub fn state_get(&self, period: &PeriodId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.existing_tree(period, TreeKind::State)? {
+            Some(tree) => Ok(tree.get(key)?.map(|v| v.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a short-lived state entry.
+    pub fn state_insert(&self, period: &PeriodId, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree(period, TreeKind::State)?.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Removes a short-lived state entry.
+    pub fn state_remove(&self, period: &PeriodId, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(tree) = self.existing_tree(period, TreeKind::State)? {
+            tree.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Every state entry whose key starts with `prefix`.
+    pub fn state_scan(&self, period: &PeriodId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let Some(tree) = self.existing_tree(period, TreeKind::State)? else {
+            return Ok(Vec::new());
+        };
+        tree.scan_prefix(prefix)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// A big-endian `u64` counter in the state tree (0 if absent).
+    pub fn state_counter(&self, period: &PeriodId, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(read_count(self.state_get(period, key)?.as_deref()))
+    }
+
+    /// Charges one unit of quota and records an idempotency entry, both or
+    /// neither, in one transaction, then flushes. If `idem_key` is already
+    /// present its stored value is returned and nothing is charged.
+    ///
+    /// Security contract: the caller releases a signature only on
+    /// [`Charge::Charged`] (with the value it stored) or
+    /// [`Charge::Replayed`] (with the stored value); a crash before this
+    /// returns has charged nothing that was not also recorded.
+    pub fn charge_once(
+        &self,
+        period: &PeriodId,
+        idem_key: &[u8],
+        quota_key: &[u8],
+        limit: Option<u64>,
+        value: &[u8],
+    ) -> Result<Charge, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let tree = self.tree(period, TreeKind::State)?;
+        let outcome = tree.transaction(|tx| {
+            if let Some(previous) = tx.get(idem_key)? {
+                return Ok(Charge::Replayed(previous.to_vec()));
+            }
+            let count = read_count(tx.get(quota_key)?.as_deref());
+            if limit.is_some_and(|limit| count >= limit) {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            tx.insert(quota_key, &(count + 1).to_be_bytes()[..])?;
+            tx.insert(idem_key, value)?;
+            Ok(Charge::Charged)
+        });
+        match outcome {
+            Ok(Charge::Charged) => {
+                tree.flush()?;
+                Ok(Charge::Charged)
+            }
+            Ok(other) => Ok(other),
+            Err(TransactionError::Abort(())) => Ok(Charge::OverQuota),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
     }
 
     /// Drops every tree of a period; returns how many entries they held.
@@ -248,6 +338,22 @@ mod tests {
         assert!(store.index_claim(&p, &[1; 32], b"a").unwrap());
         assert!(!store.index_claim(&p, &[1; 32], b"b").unwrap());
         assert_eq!(store.index_get(&p, &[1; 32]).unwrap().unwrap(), b"a");
+    }
+
+    #[test]
+    fn charge_once_is_idempotent_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let p = PeriodId::generate();
+        assert_eq!(store.charge_once(&p, b"i1", b"q", Some(2), b"sig1").unwrap(), Charge::Charged);
+        assert_eq!(
+            store.charge_once(&p, b"i1", b"q", Some(2), b"other").unwrap(),
+            Charge::Replayed(b"sig1".to_vec())
+        );
+        assert_eq!(store.charge_once(&p, b"i2", b"q", Some(2), b"sig2").unwrap(), Charge::Charged);
+        assert_eq!(store.charge_once(&p, b"i3", b"q", Some(2), b"sig3").unwrap(), Charge::OverQuota);
+        assert_eq!(store.state_counter(&p, b"q").unwrap(), 2);
+        assert!(store.state_get(&p, b"i3").unwrap().is_none());
     }
 
     #[test]
