@@ -46,6 +46,9 @@ impl TreeKind {
     }
 }
 
+/// A key and its value, as read from a tree.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// The outcome of [`Store::charge_once`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
@@ -216,7 +219,7 @@ impl Store {
     }
 
     /// Every state entry whose key starts with `prefix`.
-    pub fn state_scan(&self, period: &PeriodId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn state_scan(&self, period: &PeriodId, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let Some(tree) = self.existing_tree(period, TreeKind::State)? else {
             return Ok(Vec::new());
         };
