@@ -335,3 +335,27 @@ fn directories_are_cacheable() {
         metrics.contains("route=\"/.well-known/private-token-issuer-directory\",status=\"304\"")
     );
 }
+
+#[test]
+fn login_and_enrolment_are_rate_limited_per_address() {
+    let server = TestServer::start_with(blindpass::http::HttpConfig {
+        password_params: blindpass::crypto::kdf::Argon2Params::INSECURE_FAST_FOR_TESTS,
+        rate_burst: 3,
+        rate_per_s: 0.01,
+        ..blindpass::http::HttpConfig::default()
+    });
+    assert_eq!(server.enrol("RL000001", None).0, 201);
+    let attempt = || {
+        server.post_json(
+            "/v1/sessions",
+            &json!({"document_number": "RL000001", "password": "wrong password!"}),
+            None,
+        )
+    };
+    assert_eq!(attempt().0, 401);
+    assert_eq!(attempt().0, 401);
+    let (status, body) = attempt();
+    assert_eq!((status, problem_type(&body)), (429, "rate-limited"));
+    // Other endpoints are not limited, and the server keeps serving.
+    assert_eq!(server.get_json("/healthz").0, 200);
+}
