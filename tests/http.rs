@@ -359,3 +359,44 @@ fn login_and_enrolment_are_rate_limited_per_address() {
     // Other endpoints are not limited, and the server keeps serving.
     assert_eq!(server.get_json("/healthz").0, 200);
 }
+
+#[test]
+fn erasing_and_enrolling_again_does_not_reset_the_quota() {
+    let server = TestServer::start();
+    server.enrol("QR000001", None);
+    let session = server.login("QR000001");
+    server.obtain(&session, "personal", "2026-12-02").1.unwrap();
+    server.obtain(&session, "personal", "2026-12-03").1.unwrap();
+    let resp = server
+        .agent()
+        .delete(&format!("{}/v1/residents/me", server.url))
+        .header("Authorization", &format!("Bearer {session}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(server.enrol("QR000001", None).0, 201);
+    let session = server.login("QR000001");
+    assert_eq!(
+        server
+            .obtain(&session, "personal", "2026-12-04")
+            .1
+            .unwrap_err(),
+        429
+    );
+}
+
+#[test]
+fn no_passes_after_the_period_ends() {
+    let server = TestServer::start();
+    server.enrol("END00001", None);
+    let session = server.login("END00001");
+    let period = server.authority.current_period().unwrap();
+    server.authority.end_period(&period).unwrap();
+    assert_eq!(
+        server
+            .obtain(&session, "medical", "2026-12-02")
+            .1
+            .unwrap_err(),
+        410
+    );
+}

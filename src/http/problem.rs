@@ -98,7 +98,13 @@ impl From<IssuerError> for Problem {
                 "No open isolation period",
                 "enrolment opens when the operator opens an isolation period",
             ),
-            IssuerError::UnknownPeriod | IssuerError::PeriodEnded => Problem::new(
+            IssuerError::PeriodEnded => Problem::new(
+                S::GONE,
+                "period-ended",
+                "Isolation period ended",
+                "no passes are issued after the isolation period ends",
+            ),
+            IssuerError::UnknownPeriod => Problem::new(
                 S::NOT_FOUND,
                 "not-found",
                 "Not found",
@@ -135,7 +141,7 @@ impl From<IssuerError> for Problem {
                 "Weekly quota exceeded",
                 "no more passes of this class this ISO week",
             ),
-            IssuerError::Crypto(_) => Problem::new(
+            IssuerError::BadTokenRequest => Problem::new(
                 S::BAD_REQUEST,
                 "bad-token-request",
                 "Bad token request",

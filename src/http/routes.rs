@@ -341,9 +341,10 @@ pub(super) async fn login(
     let password = Passphrase::new(body.password);
     let authority = state.authority.clone();
     let ttl = state.config.session_ttl;
+    let params = state.config.password_params;
     let document = body.document_number;
     let session = blocking(&state.argon2, move || {
-        authority.login(&document, &password, ttl)
+        authority.login(&document, &password, ttl, params)
     })
     .await?;
     match session {

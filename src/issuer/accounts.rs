@@ -180,6 +180,7 @@ impl Authority {
         document_number: &str,
         password: &Passphrase,
         ttl: Duration,
+        params: Argon2Params,
     ) -> Result<Option<NewSession>, IssuerError> {
         let found = self.resident_by_document(document_number)?;
         let stored_hash = match &found {
@@ -190,7 +191,7 @@ impl Authority {
             Some(hash) => verify_password(password, hash),
             None => {
                 // Spend the same work on a dummy so timing does not reveal enrolment.
-                let _ = hash_password(password, Argon2Params::DEFAULT);
+                let _ = hash_password(password, params);
                 false
             }
         };
@@ -204,7 +205,8 @@ impl Authority {
             expires_at,
         })
         .map_err(|_| StoreError::Corrupt("session"))?;
-        self.store.state_insert(&period, &session_key(&token), &value)?;
+        self.store
+            .state_insert(&period, &session_key(&token), &value)?;
         Ok(Some(NewSession { token, expires_at }))
     }
 
@@ -279,13 +281,23 @@ impl Authority {
             IssuerError::NoSigningKey => IssuerError::WindowOutOfRange,
             other => other,
         })?;
-        if class.requires.contains(&ExtraField::EmployerTaxNumber) {
-            let record = self.record(&owner.period, &owner.resident)?;
-            if record.personal.employer_tax_number.is_none() {
-                return Err(IssuerError::NotEligible);
-            }
+        let period = self
+            .period_info(&owner.period)
+            .ok_or(IssuerError::UnknownPeriod)?;
+        if period.ends_at <= self.now() {
+            return Err(IssuerError::PeriodEnded);
+        }
+        // An erased resident has no record: no more passes.
+        let record = self.record(&owner.period, &owner.resident)?;
+        if class.requires.contains(&ExtraField::EmployerTaxNumber)
+            && record.personal.employer_tax_number.is_none()
+        {
+            return Err(IssuerError::NotEligible);
         }
         let resident = owner.resident.to_string();
+        // Quotas count per identity document, not per enrolment, so erasing
+        // and enrolling again does not reset them.
+        let quota_subject = record.personal.normalized_document();
         let window_text = window.to_string();
         let idem_key = prefixed(
             IDEMPOTENCY_PREFIX,
@@ -306,7 +318,7 @@ impl Authority {
             self.period_index(
                 &owner.period,
                 "quota",
-                &format!("{resident}\0{class_name}\0{year}-W{week:02}"),
+                &format!("{quota_subject}\0{class_name}\0{year}-W{week:02}"),
             )?,
         );
         if let Some(previous) = self.store.state_get(&owner.period, &idem_key)? {
@@ -322,7 +334,9 @@ impl Authority {
             }
         }
         // The expensive part, outside any transaction.
-        let response = key.blind_sign(request)?;
+        let response = key
+            .blind_sign(request)
+            .map_err(|_| IssuerError::BadTokenRequest)?;
         let stored = serde_json::to_vec(&StoredIssuance {
             response: STANDARD_NO_PAD.encode(&response.blind_sig),
         })
@@ -350,7 +364,12 @@ impl Authority {
             self.period_index(
                 &owner.period,
                 "quota",
-                &format!("{}\0{class_name}\0{year}-W{week:02}", owner.resident),
+                &format!(
+                    "{}\0{class_name}\0{year}-W{week:02}",
+                    self.record(&owner.period, &owner.resident)?
+                        .personal
+                        .normalized_document()
+                ),
             )?,
         );
         Ok(self.store.state_counter(&owner.period, &quota_key)?)

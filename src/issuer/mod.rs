@@ -68,6 +68,10 @@ pub enum IssuerError {
     /// The weekly quota is used up.
     #[error("weekly quota exceeded")]
     QuotaExceeded,
+    /// The token request does not fit the key (wrong size, wrong key id,
+    /// not a valid RSA input).
+    #[error("the token request does not match the key")]
+    BadTokenRequest,
     /// The session has expired.
     #[error("session expired")]
     SessionExpired,
@@ -445,7 +449,11 @@ impl Authority {
         let now = self.now();
         let info = self.period_info(id).ok_or(IssuerError::UnknownPeriod)?;
         if info.destroy_pending || info.deadline <= now {
-            return Err(IssuerError::PeriodEnded);
+            return Err(FieldError {
+                field: "ends_at",
+                rule: "the destruction deadline has passed; the period cannot be extended",
+            }
+            .into());
         }
         if ends_at <= now {
             return Err(FieldError {
