@@ -205,7 +205,12 @@ impl Store {
     }
 
     /// Writes a short-lived state entry.
-    pub fn state_insert(&self, period: &PeriodId, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    pub fn state_insert(
+        &self,
+        period: &PeriodId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StoreError> {
         self.tree(period, TreeKind::State)?.insert(key, value)?;
         Ok(())
     }
@@ -224,7 +229,10 @@ impl Store {
             return Ok(Vec::new());
         };
         tree.scan_prefix(prefix)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
             .collect()
     }
 
@@ -348,13 +356,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let p = PeriodId::generate();
-        assert_eq!(store.charge_once(&p, b"i1", b"q", Some(2), b"sig1").unwrap(), Charge::Charged);
         assert_eq!(
-            store.charge_once(&p, b"i1", b"q", Some(2), b"other").unwrap(),
+            store
+                .charge_once(&p, b"i1", b"q", Some(2), b"sig1")
+                .unwrap(),
+            Charge::Charged
+        );
+        assert_eq!(
+            store
+                .charge_once(&p, b"i1", b"q", Some(2), b"other")
+                .unwrap(),
             Charge::Replayed(b"sig1".to_vec())
         );
-        assert_eq!(store.charge_once(&p, b"i2", b"q", Some(2), b"sig2").unwrap(), Charge::Charged);
-        assert_eq!(store.charge_once(&p, b"i3", b"q", Some(2), b"sig3").unwrap(), Charge::OverQuota);
+        assert_eq!(
+            store
+                .charge_once(&p, b"i2", b"q", Some(2), b"sig2")
+                .unwrap(),
+            Charge::Charged
+        );
+        assert_eq!(
+            store
+                .charge_once(&p, b"i3", b"q", Some(2), b"sig3")
+                .unwrap(),
+            Charge::OverQuota
+        );
         assert_eq!(store.state_counter(&p, b"q").unwrap(), 2);
         assert!(store.state_get(&p, b"i3").unwrap().is_none());
     }
