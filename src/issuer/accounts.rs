@@ -312,15 +312,7 @@ impl Authority {
                 ],
             ),
         );
-        let (year, week) = window.iso_week();
-        let quota_key = prefixed(
-            QUOTA_PREFIX,
-            self.period_index(
-                &owner.period,
-                "quota",
-                &format!("{quota_subject}\0{class_name}\0{year}-W{week:02}"),
-            )?,
-        );
+        let quota_key = self.quota_key(&owner.period, &quota_subject, class_name, window)?;
         if let Some(previous) = self.store.state_get(&owner.period, &idem_key)? {
             return stored_response(&previous);
         }
@@ -358,21 +350,29 @@ impl Authority {
         class_name: &str,
         window: &Window,
     ) -> Result<u64, IssuerError> {
-        let (year, week) = window.iso_week();
-        let quota_key = prefixed(
-            QUOTA_PREFIX,
-            self.period_index(
-                &owner.period,
-                "quota",
-                &format!(
-                    "{}\0{class_name}\0{year}-W{week:02}",
-                    self.record(&owner.period, &owner.resident)?
-                        .personal
-                        .normalized_document()
-                ),
-            )?,
-        );
+        let document = self
+            .record(&owner.period, &owner.resident)?
+            .personal
+            .normalized_document();
+        let quota_key = self.quota_key(&owner.period, &document, class_name, window)?;
         Ok(self.store.state_counter(&owner.period, &quota_key)?)
+    }
+
+    /// The state key of a document's quota counter for a class and the ISO
+    /// week of `window`: a keyed hash, so the document number is not stored.
+    fn quota_key(
+        &self,
+        period: &PeriodId,
+        document: &str,
+        class_name: &str,
+        window: &Window,
+    ) -> Result<Vec<u8>, IssuerError> {
+        let (year, week) = window.iso_week();
+        let subject = format!("{document}\0{class_name}\0{year}-W{week:02}");
+        Ok(prefixed(
+            QUOTA_PREFIX,
+            self.period_index(period, "quota", &subject)?,
+        ))
     }
 }
 
