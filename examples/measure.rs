@@ -138,7 +138,7 @@ fn issuance_over_http(authority: Arc<Authority>, clients: usize) -> f64 {
     let mut resp = agent
         .post(&format!("{url}/v1/sessions"))
         .send_json(
-            &serde_json::json!({"document_number": "BENCH0001", "password": "bench password"}),
+            serde_json::json!({"document_number": "BENCH0001", "password": "bench password"}),
         )
         .unwrap();
     let login: serde_json::Value =

@@ -26,9 +26,17 @@ pub fn set_owner_only(path: &Path, mode: u32) -> io::Result<()> {
 
 /// Atomically and durably replaces `path` with `bytes` (mode 0600).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    // A bare file name has the empty path as its parent: that is ".".
+    let dir = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path has no parent",
+            ));
+        }
+    };
     let mut tmp_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
