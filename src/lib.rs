@@ -6,7 +6,7 @@
 //!
 //! - [`cli`] — argument parsing and output; the only place reading argv/env.
 //! - [`http`] — axum routes and error mapping; the only place knowing axum.
-//! - [`wallet`], [`verifier`] — the resident's and the verifier's client sides.
+//! - [`wallet`], [`verifier`], [`auditor`] — the resident's, the verifier's and the auditor's client sides.
 //! - [`issuer`] — the core: periods, enrolment, signing keys, destruction.
 //! - [`audit`] — the public, hash-chained audit log.
 //! - [`vault`] — master slot and key ring files (keys never touch sled).
@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod auditor;
 pub mod cli;
 pub mod clock;
 pub mod crypto;

@@ -1,24 +1,28 @@
-//! The audit log: an append-only, hash-chained record of everything an
-//! auditor needs to confirm that deletion happened — periods opened and
-//! ended, keys created (as commitments), destruction intents, destructions
-//! with their lateness, purges (counts), master rotations, signing keys
-//! published and retired.
+//! The audit log: an append-only Merkle transparency log (RFC 6962 hashing,
+//! C2SP tlog-tiles layout, signed-note checkpoints with the log's Ed25519
+//! key) of everything an auditor needs to confirm that deletion happened —
+//! periods opened and ended, keys created (as commitments), destruction
+//! intents, destructions with their lateness, purges (counts), master
+//! rotations, signing keys published and retired.
 //!
 //! Entries never hold personal data or token data: [`Event`] has no field
-//! that could carry either. Each line is `{seq, at, event, prev}` where
-//! `prev` is the SHA-256 of the previous line, so editing or removing an
-//! entry breaks the chain ([`Journal::verify_file`]).
+//! that could carry either. On disk the log is one append-only file of
+//! length-prefixed entries, fsynced before `append` returns; the tree is
+//! rebuilt from it at open, and a torn last record (a crash mid-append,
+//! never acknowledged) is cut off.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+pub mod tlog;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::ids::PeriodId;
+use tlog::{LogSigner, StoredHashes, TILE_HEIGHT, TILE_WIDTH, TlogError};
 
 /// Something the public must be able to check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,18 +106,23 @@ pub enum Event {
     },
 }
 
-/// One line of the journal.
+/// One log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// 0, 1, 2, … with no gaps.
+    /// 0, 1, 2, … with no gaps (the leaf index).
     pub seq: u64,
     /// When it was written (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// What happened.
     pub event: Event,
-    /// Hex SHA-256 of the previous line (64 zeros for the first).
-    pub prev: String,
+}
+
+impl Entry {
+    /// Parses an entry's bytes as stored in the log.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
+        serde_json::from_slice(bytes).map_err(|_| AuditError::Malformed)
+    }
 }
 
 /// Audit failures.
@@ -123,20 +132,24 @@ pub enum AuditError {
     /// The file system failed.
     #[error("audit log I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The chain is broken at this sequence number.
-    #[error("audit log is broken at entry {0}")]
-    Broken(u64),
+    /// An entry does not parse.
+    #[error("audit log entry is malformed")]
+    Malformed,
+    /// The Merkle tree or a checkpoint failed.
+    #[error(transparent)]
+    Tlog(#[from] TlogError),
 }
 
-struct Tail {
-    next_seq: u64,
-    prev: [u8; 32],
+struct State {
+    raw: Vec<Vec<u8>>,
+    tree: StoredHashes,
 }
 
-/// The append-only journal file.
+/// The append-only log file and its Merkle tree.
 pub struct Journal {
     path: PathBuf,
-    tail: Mutex<Tail>,
+    signer: LogSigner,
+    state: Mutex<State>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -146,77 +159,124 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`, checking the whole chain.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
+    /// Opens (or creates) the log at `path`, signing checkpoints with `signer`.
+    pub fn open(path: &Path, signer: LogSigner) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let entries = if path.exists() {
-            Self::verify_file(path)?
-        } else {
-            Vec::new()
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
         };
-        let (next_seq, prev) = match entries.last() {
-            Some((entry, hash)) => (entry.seq + 1, *hash),
-            None => (0, [0u8; 32]),
-        };
+        let mut raw = Vec::new();
+        let mut tree = StoredHashes::default();
+        let mut offset = 0usize;
+        while offset + 4 <= bytes.len() {
+            let len = u32::from_be_bytes([
+                bytes[offset],
+                bytes[offset + 1],
+                bytes[offset + 2],
+                bytes[offset + 3],
+            ]) as usize;
+            if offset + 4 + len > bytes.len() {
+                break;
+            }
+            let entry = bytes[offset + 4..offset + 4 + len].to_vec();
+            tree.append(&entry)?;
+            raw.push(entry);
+            offset += 4 + len;
+        }
+        if offset != bytes.len() {
+            // A torn final record from a crash mid-append: it was never
+            // acknowledged, so it is cut off.
+            let file = OpenOptions::new().write(true).open(path)?;
+            file.set_len(offset as u64)?;
+            file.sync_all()?;
+        }
         Ok(Self {
             path: path.to_owned(),
-            tail: Mutex::new(Tail { next_seq, prev }),
+            signer,
+            state: Mutex::new(State { raw, tree }),
         })
     }
 
-    /// Appends an event and fsyncs before returning.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends an event; returns after the entry is fsynced.
     pub fn append(&self, at: OffsetDateTime, event: Event) -> Result<u64, AuditError> {
-        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         let entry = Entry {
-            seq: tail.next_seq,
+            seq: state.tree.size(),
             at,
             event,
-            prev: hex::encode(tail.prev),
         };
-        let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        let hash: [u8; 32] = Sha256::digest(&line).into();
-        line.push(b'\n');
+        let bytes = serde_json::to_vec(&entry).map_err(|_| AuditError::Malformed)?;
+        let len = u32::try_from(bytes.len()).map_err(|_| AuditError::Malformed)?;
+        let mut record = len.to_be_bytes().to_vec();
+        record.extend_from_slice(&bytes);
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
-        file.write_all(&line)?;
+        file.write_all(&record)?;
         file.sync_data()?;
-        tail.next_seq += 1;
-        tail.prev = hash;
+        state.tree.append(&bytes)?;
+        state.raw.push(bytes);
         Ok(entry.seq)
     }
 
-    /// Reads and checks a journal file: sequence numbers without gaps and
-    /// an unbroken hash chain. Returns each entry with its line hash.
-    pub fn verify_file(path: &Path) -> Result<Vec<(Entry, [u8; 32])>, AuditError> {
-        let reader = BufReader::new(File::open(path)?);
-        let mut out = Vec::new();
-        let mut prev = [0u8; 32];
-        for (i, line) in reader.lines().enumerate() {
-            let line = line?;
-            let seq = i as u64;
-            let entry: Entry = serde_json::from_str(&line).map_err(|_| AuditError::Broken(seq))?;
-            if entry.seq != seq || entry.prev != hex::encode(prev) {
-                return Err(AuditError::Broken(seq));
-            }
-            prev = Sha256::digest(line.as_bytes()).into();
-            out.push((entry, prev));
-        }
-        Ok(out)
+    /// Every entry, parsed.
+    pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
+        self.state()
+            .raw
+            .iter()
+            .map(|b| Entry::from_bytes(b))
+            .collect()
     }
 
-    /// Every entry, checked.
-    pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
-        if !self.path.exists() {
-            return Ok(Vec::new());
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.state().tree.size()
+    }
+
+    /// A freshly signed checkpoint of the current tree.
+    pub fn checkpoint(&self) -> Result<Vec<u8>, AuditError> {
+        let state = self.state();
+        let size = state.tree.size();
+        Ok(self.signer.sign_checkpoint(size, state.tree.root(size)?)?)
+    }
+
+    /// The verifier key auditors pin.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
+    /// Hash tile `level`/`index` of `width` hashes, if the tree has them.
+    pub fn hash_tile(&self, level: u8, index: u64, width: u64) -> Option<Vec<u8>> {
+        let state = self.state();
+        let tree_level = level.checked_mul(TILE_HEIGHT)?;
+        let nodes = state.tree.size() >> tree_level;
+        let first = index.checked_mul(TILE_WIDTH)?;
+        if first.checked_add(width)? > nodes {
+            return None;
         }
-        Ok(Self::verify_file(&self.path)?
-            .into_iter()
-            .map(|(e, _)| e)
-            .collect())
+        let mut out = Vec::with_capacity(usize::try_from(width).ok()? * 32);
+        for i in first..first + width {
+            out.extend_from_slice(&state.tree.node(tree_level, i).ok()?.0);
+        }
+        Some(out)
+    }
+
+    /// Entry bundle `index` of `width` entries, if the log has them.
+    pub fn entry_bundle(&self, index: u64, width: u64) -> Option<Vec<u8>> {
+        let state = self.state();
+        let first = usize::try_from(index.checked_mul(TILE_WIDTH)?).ok()?;
+        let end = first.checked_add(usize::try_from(width).ok()?)?;
+        let slice = state.raw.get(first..end)?;
+        Some(tlog::encode_bundle(slice.iter().map(Vec::as_slice)))
     }
 }
 
@@ -224,23 +284,49 @@ impl Journal {
 mod tests {
     use super::*;
 
+    fn signer() -> LogSigner {
+        LogSigner::new("test/audit", &[1; 32])
+    }
+
     #[test]
-    fn chain_detects_edits() {
+    fn entries_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let journal = Journal::open(&path).unwrap();
+        let path = dir.path().join("entries.log");
+        let journal = Journal::open(&path, signer()).unwrap();
         let now = OffsetDateTime::now_utc();
         journal.append(now, Event::ServiceStarted).unwrap();
         journal
             .append(now, Event::MasterRotated { version: 2 })
             .unwrap();
-        journal.append(now, Event::ServiceStarted).unwrap();
-        assert_eq!(Journal::open(&path).unwrap().entries().unwrap().len(), 3);
-        let text = fs::read_to_string(&path).unwrap();
-        fs::write(&path, text.replace("\"version\":2", "\"version\":3")).unwrap();
-        assert!(matches!(
-            Journal::verify_file(&path),
-            Err(AuditError::Broken(2))
-        ));
+        let checkpoint = journal.checkpoint().unwrap();
+        drop(journal);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0, 0, 0, 50, b'{']);
+        fs::write(&path, &bytes).unwrap();
+        let journal = Journal::open(&path, signer()).unwrap();
+        assert_eq!(journal.size(), 2);
+        assert_eq!(
+            journal.entries().unwrap()[1].event,
+            Event::MasterRotated { version: 2 }
+        );
+        // Same tree, same checkpoint body (signatures are deterministic too).
+        assert_eq!(journal.checkpoint().unwrap(), checkpoint);
+        assert_eq!(fs::read(&path).unwrap().len(), bytes.len() - 5);
+    }
+
+    #[test]
+    fn tiles_and_bundles_are_served_only_within_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("e.log"), signer()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        for _ in 0..3 {
+            journal.append(now, Event::ServiceStarted).unwrap();
+        }
+        assert_eq!(journal.hash_tile(0, 0, 3).unwrap().len(), 96);
+        assert!(journal.hash_tile(0, 0, 4).is_none());
+        assert!(journal.hash_tile(1, 0, 1).is_none());
+        let bundle = journal.entry_bundle(0, 3).unwrap();
+        assert_eq!(tlog::decode_bundle(&bundle).unwrap().len(), 3);
+        assert!(journal.entry_bundle(0, 4).is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! This is the only module that reads argv, the environment or stdin.
 
 pub mod admin;
+pub mod audit;
 pub mod serve;
 pub mod verify;
 pub mod wallet;
@@ -30,6 +31,8 @@ pub enum Command {
     Wallet(wallet::WalletArgs),
     /// Verifier: sync the key directory, check passes offline.
     Verify(verify::VerifyArgs),
+    /// Auditor: check the public log; inspect a data directory on site.
+    Audit(audit::AuditArgs),
 }
 
 /// An error for a person at a terminal: what went wrong and what to do next.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Admin(args) => admin::run(args),
         Command::Wallet(args) => wallet::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -182,6 +182,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         authority.open_period("default", ends, 86_400)?;
         eprintln!("dev: opened a 14-day isolation period \"default\"");
     }
+    authority
+        .journal()
+        .append(authority.now(), crate::audit::Event::ServiceStarted)?;
     // Deadlines that passed while the service was down are met now,
     // before any request is accepted.
     let expiry = authority.destroy_due(crate::scheduler::VERIFIER_SKEW)?;
@@ -234,6 +237,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("  key directory:  {public_url}/v1/directory");
         println!("  RFC 9578:       {public_url}/.well-known/private-token-issuer-directory");
         println!("  admin token in: {}", token_path.display());
+        println!("  audit log:      {public_url}/audit/checkpoint");
+        println!("  audit log key:  {}", authority.journal().verifier_key());
         crate::http::serve(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -151,6 +151,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/periods/{id}/extend", post(routes::admin_extend))
         .route("/v1/admin/periods/{id}/end", post(routes::admin_end))
+        .route("/audit/checkpoint", get(routes::audit_checkpoint))
+        .route("/audit/key", get(routes::audit_key))
+        .route("/audit/tile/{*path}", get(routes::audit_tile))
         .fallback(routes::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         // The body limit is enforced in the body readers (to answer with a

@@ -518,3 +518,66 @@ pub(super) async fn admin_end(
     }
     Ok(json(StatusCode::OK, &info))
 }
+
+fn text(body: impl Into<axum::body::Body>, cache: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body.into()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+pub(super) async fn audit_checkpoint(State(state): State<AppState>) -> Answer {
+    let note = state.authority.journal().checkpoint().map_err(|e| {
+        tracing::error!(error = %e, "checkpoint signing failed");
+        Problem::internal()
+    })?;
+    Ok(text(note, "no-store"))
+}
+
+pub(super) async fn audit_key(State(state): State<AppState>) -> Response {
+    text(
+        format!("{}\n", state.authority.journal().verifier_key()),
+        "public, max-age=86400",
+    )
+}
+
+/// `tile/<L>/<N>[.p/<W>]` and `tile/entries/<N>[.p/<W>]`.
+pub(super) async fn audit_tile(State(state): State<AppState>, Path(path): Path<String>) -> Answer {
+    use crate::audit::tlog::parse_index_path;
+    let missing = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "no such tile",
+        )
+    };
+    let (kind, rest) = path.split_once('/').ok_or_else(missing)?;
+    let (index, width) = parse_index_path(rest).map_err(|_| missing())?;
+    let journal = state.authority.journal();
+    let body = if kind == "entries" {
+        journal.entry_bundle(index, width)
+    } else {
+        let level: u8 = kind.parse().map_err(|_| missing())?;
+        journal.hash_tile(level, index, width)
+    }
+    .ok_or_else(missing)?;
+    // Full tiles never change; partial ones are replaced by wider ones.
+    let cache = if width == crate::audit::tlog::TILE_WIDTH {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=10"
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(response)
+}

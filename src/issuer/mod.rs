@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::audit::tlog::LogSigner;
 use crate::audit::{AuditError, Event, Journal};
 use crate::clock::Clock;
 use crate::crypto::blind::{IssuerPublicKey, IssuerSigningKey};
@@ -170,9 +171,13 @@ impl DataDir {
     pub fn sled(&self) -> PathBuf {
         self.root.join("sled")
     }
-    /// The audit journal.
+    /// The audit log's entries.
     pub fn audit_log(&self) -> PathBuf {
-        self.root.join("audit").join("log.jsonl")
+        self.root.join("audit").join("entries.log")
+    }
+    /// The audit log's verifier key (public; for auditors to pin).
+    pub fn audit_key(&self) -> PathBuf {
+        self.root.join("audit").join("log.pub")
     }
 }
 
@@ -272,7 +277,18 @@ impl Authority {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IssuerError> {
         let store = Store::open(&data_dir.sled(), config.store)?;
-        let journal = Journal::open(&data_dir.audit_log())?;
+        let origin = format!("{}/audit", config.issuer_name);
+        let signer = LogSigner::new(&origin, vault.ring().log_seed.expose_secret());
+        let journal = Journal::open(&data_dir.audit_log(), signer)?;
+        let key_line = format!("{}\n", journal.verifier_key());
+        if std::fs::read_to_string(data_dir.audit_key())
+            .ok()
+            .as_deref()
+            != Some(key_line.as_str())
+        {
+            crate::vault::fsutil::atomic_write(&data_dir.audit_key(), key_line.as_bytes())
+                .map_err(VaultError::from)?;
+        }
         let authority = Self {
             vault: Mutex::new(vault),
             store,
@@ -894,4 +910,44 @@ impl From<&LivePeriod> for PeriodInfo {
             destroy_pending: p.destroy_pending,
         }
     }
+}
+
+/// What an on-site inspection of the vault sees, with no key material.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VaultSummary {
+    /// The master key version.
+    pub master_version: u64,
+    /// Key-ring files present, by master version (only the current one should be).
+    pub ring_files: Vec<u64>,
+    /// Live periods with the commitment to their key.
+    pub live: Vec<(PeriodId, String)>,
+    /// Destroyed periods (tombstones).
+    pub destroyed: Vec<PeriodId>,
+    /// Signing key ids held.
+    pub signing_keys: Vec<String>,
+}
+
+/// Opens a data directory's vault read-only with the passphrase and
+/// summarises it: commitments instead of keys, so the summary can be shown
+/// and compared with the audit log's `period-key-created` entries.
+pub fn inspect_vault(root: &Path, passphrase: &Passphrase) -> Result<VaultSummary, IssuerError> {
+    let layout = DataDir::new(root);
+    let slot = PassphraseSlot::open(&layout.master_slot(), passphrase)?;
+    let vault = Vault::open_read_only(&layout.vault(), Box::new(slot))?;
+    let ring = vault.ring();
+    Ok(VaultSummary {
+        master_version: vault.master_version(),
+        ring_files: vault.ring_files()?,
+        live: ring
+            .periods
+            .iter()
+            .map(|p| (p.id, key_commitment(&p.key)))
+            .collect(),
+        destroyed: ring.destroyed.iter().map(|d| d.id).collect(),
+        signing_keys: ring
+            .signing_keys
+            .iter()
+            .map(|k| k.key.public().key_id().to_hex())
+            .collect(),
+    })
 }

@@ -135,6 +135,21 @@ impl Vault {
     /// Opens the vault: loads the master key, opens the matching ring, and
     /// removes ring files left by an interrupted rotation.
     pub fn open(dir: &Path, provider: Box<dyn MasterKeyProvider>) -> Result<Self, VaultError> {
+        let vault = Self::open_read_only(dir, provider)?;
+        for stale in ring_versions(dir)?
+            .into_iter()
+            .filter(|v| *v != vault.version)
+        {
+            fsutil::scrub_and_remove(&ring_path(dir, stale))?;
+        }
+        Ok(vault)
+    }
+
+    /// Opens the vault without changing any file (for on-site inspection).
+    pub fn open_read_only(
+        dir: &Path,
+        provider: Box<dyn MasterKeyProvider>,
+    ) -> Result<Self, VaultError> {
         let (version, master) = provider.load()?;
         let sealed = match fs::read(ring_path(dir, version)) {
             Ok(bytes) => bytes,
@@ -149,9 +164,6 @@ impl Vault {
         let plain = seal::open(ring_key.expose_secret(), &ring_aad(version), &sealed)
             .map_err(|_| VaultError::Corrupt("key ring does not open under the master key"))?;
         let ring = KeyRing::from_bytes(plain.expose_secret())?;
-        for stale in ring_versions(dir)?.into_iter().filter(|v| *v != version) {
-            fsutil::scrub_and_remove(&ring_path(dir, stale))?;
-        }
         Ok(Self {
             dir: dir.to_owned(),
             provider,
@@ -170,6 +182,11 @@ impl Vault {
     /// The master key version (it goes up by one at every rotation).
     pub fn master_version(&self) -> u64 {
         self.version
+    }
+
+    /// Versions of every key-ring file present (debris included).
+    pub fn ring_files(&self) -> Result<Vec<u64>, VaultError> {
+        ring_versions(&self.dir)
     }
 
     /// The directory holding the vault files.

@@ -1,0 +1,1 @@
+//! The auditor: checks the public audit log and inspects data directories.
