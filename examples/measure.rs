@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use blindpass::clock::SystemClock;
-use blindpass::crypto::blind::{IssuerSigningKey, begin_issuance};
+use blindpass::crypto::blind::{Backend, IssuerSigningKey, begin_issuance};
 use blindpass::crypto::kdf::Argon2Params;
 use blindpass::crypto::seal;
 use blindpass::crypto::secret::Passphrase;
@@ -36,11 +36,23 @@ fn main() {
     println!("open (300 B record):  {opens:>10.0} /s");
 
     let signer = IssuerSigningKey::generate().unwrap();
-    let (request, _pending) = begin_issuance(signer.public(), [1; 32]).unwrap();
-    let signs = per_second(300, || {
-        signer.blind_sign(&request).unwrap();
-    });
-    println!("blind_sign (1 core):  {signs:>10.0} /s");
+    let (request, pending) = begin_issuance(signer.public(), [1; 32]).unwrap();
+    let token = blindpass::crypto::blind::finalize(&pending, &signer.blind_sign(&request).unwrap())
+        .unwrap();
+    for backend in [Backend::PureRust, Backend::OpenSsl] {
+        let signs = per_second(300, || {
+            signer.blind_sign_with(backend, &request).unwrap();
+        });
+        let verifies = per_second(3000, || {
+            signer
+                .public()
+                .verify_signature_with(backend, &token)
+                .unwrap();
+        });
+        println!(
+            "{backend:?}: blind_sign (1 core) {signs:>7.0} /s, verify (1 core) {verifies:>7.0} /s"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let authority = Authority::init(
@@ -90,10 +102,11 @@ fn main() {
         }
     });
     let raw_all = (cores * per_thread) as f64 / t.elapsed().as_secs_f64();
-    println!("blind_sign ({cores} cores): {raw_all:>9.0} /s");
-    let http = issuance_over_http(Arc::new(authority), cores);
+    println!("blind_sign, default backend ({cores} cores): {raw_all:>9.0} /s");
+    let clients = 4 * cores;
+    let http = issuance_over_http(Arc::new(authority), clients);
     println!(
-        "issuance over HTTP ({cores} client threads, same box): {http:.0} passes/s = {:.2} x raw blind_sign on {cores} cores",
+        "issuance over HTTP ({clients} client threads, same box): {http:.0} passes/s = {:.2} x raw blind_sign on {cores} cores",
         http / raw_all
     );
 }

@@ -24,12 +24,34 @@ use crate::protocol::token::{
 /// RSA modulus size for token type 2.
 pub const MODULUS_BITS: usize = 2048;
 
+/// Which implementation performs the RSA operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `blind-rsa-signatures` / `rsa` in pure Rust.
+    PureRust,
+    /// OpenSSL (built with the default `openssl` feature).
+    OpenSsl,
+}
+
+impl Backend {
+    /// The fastest backend built in.
+    pub const fn default_backend() -> Self {
+        if cfg!(feature = "openssl") {
+            Backend::OpenSsl
+        } else {
+            Backend::PureRust
+        }
+    }
+}
+
 /// An issuer's public key, as wallets and verifiers hold it.
 #[derive(Clone)]
 pub struct IssuerPublicKey {
     pk: BrsaPublicKey,
     spki: Vec<u8>,
     key_id: KeyId,
+    #[cfg(feature = "openssl")]
+    fast: Option<std::sync::Arc<super::fast::FastPublicKey>>,
 }
 
 impl fmt::Debug for IssuerPublicKey {
@@ -41,10 +63,23 @@ impl fmt::Debug for IssuerPublicKey {
 impl IssuerPublicKey {
     fn from_brsa(pk: BrsaPublicKey) -> Result<Self, CryptoError> {
         let spki = pk.to_spki().map_err(|_| CryptoError::Failed)?;
+        Self::assemble(pk, spki)
+    }
+
+    fn assemble(pk: BrsaPublicKey, spki: Vec<u8>) -> Result<Self, CryptoError> {
+        #[cfg(feature = "openssl")]
+        let fast = {
+            let parts = pk.components();
+            super::fast::FastPublicKey::from_components(&parts.n(), &parts.e())
+                .ok()
+                .map(std::sync::Arc::new)
+        };
         Ok(Self {
             key_id: KeyId::of_spki(&spki),
             pk,
             spki,
+            #[cfg(feature = "openssl")]
+            fast,
         })
     }
 
@@ -55,11 +90,7 @@ impl IssuerPublicKey {
         if rsa::traits::PublicKeyParts::size(pk.as_ref()) != NK {
             return Err(CryptoError::Failed);
         }
-        Ok(Self {
-            key_id: KeyId::of_spki(spki),
-            pk,
-            spki: spki.to_vec(),
-        })
+        Self::assemble(pk, spki.to_vec())
     }
 
     /// The SPKI in RSASSA-PSS OID form.
@@ -75,9 +106,25 @@ impl IssuerPublicKey {
     /// Checks a token's signature under this key. It does not check the
     /// challenge or the window: see the verifier for the full check.
     pub fn verify_signature(&self, token: &Token) -> Result<(), CryptoError> {
-        if token.token_key_id != self.key_id {
+        self.verify_signature_with(Backend::default_backend(), token)
+    }
+
+    /// [`IssuerPublicKey::verify_signature`] on a chosen backend.
+    pub fn verify_signature_with(
+        &self,
+        backend: Backend,
+        token: &Token,
+    ) -> Result<(), CryptoError> {
+        if token.token_key_id != self.key_id || token.authenticator.len() != NK {
             return Err(CryptoError::Failed);
         }
+        #[cfg(feature = "openssl")]
+        if backend == Backend::OpenSsl {
+            if let Some(fast) = &self.fast {
+                return fast.verify_pss_sha384(&token.token_input(), &token.authenticator);
+            }
+        }
+        let _ = backend;
         self.pk
             .verify(
                 &Signature(token.authenticator.clone()),
@@ -93,6 +140,8 @@ impl IssuerPublicKey {
 pub struct IssuerSigningKey {
     sk: BrsaSecretKey,
     public: IssuerPublicKey,
+    #[cfg(feature = "openssl")]
+    fast: Option<std::sync::Arc<super::fast::FastPrivateKey>>,
 }
 
 impl fmt::Debug for IssuerSigningKey {
@@ -110,9 +159,25 @@ impl IssuerSigningKey {
     pub fn generate() -> Result<Self, CryptoError> {
         let pair = BrsaKeyPair::generate(&mut rand::rng(), MODULUS_BITS)
             .map_err(|_| CryptoError::Failed)?;
+        Self::assemble(pair.sk, pair.pk)
+    }
+
+    fn assemble(sk: BrsaSecretKey, pk: BrsaPublicKey) -> Result<Self, CryptoError> {
+        #[cfg(feature = "openssl")]
+        let fast = {
+            let der = sk
+                .to_der()
+                .map(SecretBytes::new)
+                .map_err(|_| CryptoError::Failed)?;
+            Some(std::sync::Arc::new(
+                super::fast::FastPrivateKey::from_pkcs8_der(der.expose_secret())?,
+            ))
+        };
         Ok(Self {
-            public: IssuerPublicKey::from_brsa(pair.pk)?,
-            sk: pair.sk,
+            public: IssuerPublicKey::from_brsa(pk)?,
+            sk,
+            #[cfg(feature = "openssl")]
+            fast,
         })
     }
 
@@ -123,10 +188,7 @@ impl IssuerSigningKey {
             return Err(CryptoError::Failed);
         }
         let pk = sk.public_key().map_err(|_| CryptoError::Failed)?;
-        Ok(Self {
-            public: IssuerPublicKey::from_brsa(pk)?,
-            sk,
-        })
+        Self::assemble(sk, pk)
     }
 
     /// PKCS#8 DER, in a buffer wiped on drop.
@@ -151,9 +213,26 @@ impl IssuerSigningKey {
     /// result was checked to verify before it is returned (a fault in the
     /// CRT computation must never leak a factor of the modulus).
     pub fn blind_sign(&self, request: &TokenRequest) -> Result<TokenResponse, CryptoError> {
+        self.blind_sign_with(Backend::default_backend(), request)
+    }
+
+    /// [`IssuerSigningKey::blind_sign`] on a chosen backend.
+    pub fn blind_sign_with(
+        &self,
+        backend: Backend,
+        request: &TokenRequest,
+    ) -> Result<TokenResponse, CryptoError> {
         if request.truncated_token_key_id != self.public.key_id.truncated() {
             return Err(CryptoError::Failed);
         }
+        #[cfg(feature = "openssl")]
+        if backend == Backend::OpenSsl {
+            if let Some(fast) = &self.fast {
+                let blind_sig = fast.raw_sign(&request.blinded_msg)?;
+                return Ok(TokenResponse { blind_sig });
+            }
+        }
+        let _ = backend;
         let sig = self
             .sk
             .blind_sign(&request.blinded_msg)
@@ -306,6 +385,47 @@ mod tests {
         assert_eq!(pk.key_id(), key().public().key_id());
         assert!(IssuerSigningKey::from_der(b"garbage").is_err());
         assert!(IssuerPublicKey::from_spki(b"garbage").is_err());
+    }
+
+    #[cfg(feature = "openssl")]
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn backends_sign_byte_identically(mut msg in proptest::collection::vec(proptest::prelude::any::<u8>(), NK)) {
+            msg[0] &= 0x7f; // below the modulus, whose top bit is set
+            let req = TokenRequest { truncated_token_key_id: key().public().key_id().truncated(), blinded_msg: msg };
+            let pure = key().blind_sign_with(Backend::PureRust, &req).unwrap();
+            let fast = key().blind_sign_with(Backend::OpenSsl, &req).unwrap();
+            proptest::prop_assert_eq!(pure, fast);
+        }
+
+        #[test]
+        fn backends_verify_alike(flip in 0usize..(354 * 8)) {
+            let (req, pending) = begin_issuance(key().public(), [9; 32]).unwrap();
+            let token = finalize(&pending, &key().blind_sign(&req).unwrap()).unwrap();
+            for backend in [Backend::PureRust, Backend::OpenSsl] {
+                proptest::prop_assert!(key().public().verify_signature_with(backend, &token).is_ok());
+            }
+            let mut bytes = token.encode();
+            bytes[flip / 8] ^= 1 << (flip % 8);
+            if let Ok(bad) = Token::decode(&bytes) {
+                let pure = key().public().verify_signature_with(Backend::PureRust, &bad).is_ok();
+                let fast = key().public().verify_signature_with(Backend::OpenSsl, &bad).is_ok();
+                proptest::prop_assert!(!pure && !fast);
+            }
+        }
+    }
+
+    #[cfg(feature = "openssl")]
+    #[test]
+    fn out_of_range_inputs_fail_on_both_backends() {
+        let req = TokenRequest {
+            truncated_token_key_id: key().public().key_id().truncated(),
+            blinded_msg: vec![0xff; NK],
+        };
+        assert!(key().blind_sign_with(Backend::PureRust, &req).is_err());
+        assert!(key().blind_sign_with(Backend::OpenSsl, &req).is_err());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! blind RSA. No I/O and no logging happen here.
 
 pub mod blind;
+#[cfg(feature = "openssl")]
+pub mod fast;
 pub mod kdf;
 pub mod seal;
 pub mod secret;
