@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod bench;
 pub mod serve;
 pub mod verify;
 pub mod wallet;
@@ -33,6 +34,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Auditor: check the public log; inspect a data directory on site.
     Audit(audit::AuditArgs),
+    /// Load generator and micro-benchmarks against a running issuer.
+    Bench(bench::BenchArgs),
 }
 
 /// An error for a person at a terminal: what went wrong and what to do next.
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Wallet(args) => wallet::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,
