@@ -75,6 +75,12 @@ pub struct SessionOwner {
     pub period: PeriodId,
     /// The resident.
     pub resident: ResidentId,
+    /// Keyed hash (under the period key) of the resident's document
+    /// number, fixed at login: quotas count per document, so erasing and
+    /// enrolling again does not reset them.
+    pub quota_subject: [u8; 32],
+    /// The enrolment has an employer tax number (eligibility for `work`).
+    pub has_employer: bool,
 }
 
 /// A new session's bearer token, shown to the resident once.
@@ -99,6 +105,10 @@ struct StoredSession {
     resident: ResidentId,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
+    /// Keyed hash of the document number: what quotas count against.
+    quota_subject: String,
+    /// Whether the enrolment has an employer tax number.
+    has_employer: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -183,10 +193,11 @@ impl Authority {
         params: Argon2Params,
     ) -> Result<Option<NewSession>, IssuerError> {
         let found = self.resident_by_document(document_number)?;
-        let stored_hash = match &found {
-            Some((period, id)) => self.record(period, id)?.password_hash,
+        let record = match &found {
+            Some((period, id)) => Some(self.record(period, id)?),
             None => None,
         };
+        let stored_hash = record.as_ref().and_then(|r| r.password_hash.clone());
         let ok = match &stored_hash {
             Some(hash) => verify_password(password, hash),
             None => {
@@ -195,14 +206,21 @@ impl Authority {
                 false
             }
         };
-        let (Some((period, resident)), true) = (found, ok) else {
+        let (Some((period, resident)), Some(record), true) = (found, record, ok) else {
             return Ok(None);
         };
         let token = format!("{period}.{}", URL_SAFE_NO_PAD.encode(random_32()));
         let expires_at = self.now() + ttl;
+        let quota_subject = self.period_index(
+            &period,
+            "quota-subject",
+            &record.personal.normalized_document(),
+        )?;
         let value = serde_json::to_vec(&StoredSession {
             resident,
             expires_at,
+            quota_subject: hex::encode(quota_subject),
+            has_employer: record.personal.employer_tax_number.is_some(),
         })
         .map_err(|_| StoreError::Corrupt("session"))?;
         self.store
@@ -229,9 +247,15 @@ impl Authority {
             self.store.state_remove(&period, &key)?;
             return Err(IssuerError::SessionExpired);
         }
+        let quota_subject: [u8; 32] = hex::decode(&stored.quota_subject)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(StoreError::Corrupt("session"))?;
         Ok(Some(SessionOwner {
             period,
             resident: stored.resident,
+            quota_subject,
+            has_employer: stored.has_employer,
         }))
     }
 
@@ -287,17 +311,13 @@ impl Authority {
         if period.ends_at <= self.now() {
             return Err(IssuerError::PeriodEnded);
         }
-        // An erased resident has no record: no more passes.
-        let record = self.record(&owner.period, &owner.resident)?;
-        if class.requires.contains(&ExtraField::EmployerTaxNumber)
-            && record.personal.employer_tax_number.is_none()
-        {
+        // Eligibility and the quota subject were fixed at login from the
+        // decrypted record; erasure ends every session, so an erased
+        // resident never gets here.
+        if class.requires.contains(&ExtraField::EmployerTaxNumber) && !owner.has_employer {
             return Err(IssuerError::NotEligible);
         }
         let resident = owner.resident.to_string();
-        // Quotas count per identity document, not per enrolment, so erasing
-        // and enrolling again does not reset them.
-        let quota_subject = record.personal.normalized_document();
         let window_text = window.to_string();
         let idem_key = prefixed(
             IDEMPOTENCY_PREFIX,
@@ -312,7 +332,7 @@ impl Authority {
                 ],
             ),
         );
-        let quota_key = self.quota_key(&owner.period, &quota_subject, class_name, window)?;
+        let quota_key = self.quota_key(owner, class_name, window)?;
         if let Some(previous) = self.store.state_get(&owner.period, &idem_key)? {
             return stored_response(&previous);
         }
@@ -350,11 +370,7 @@ impl Authority {
         class_name: &str,
         window: &Window,
     ) -> Result<u64, IssuerError> {
-        let document = self
-            .record(&owner.period, &owner.resident)?
-            .personal
-            .normalized_document();
-        let quota_key = self.quota_key(&owner.period, &document, class_name, window)?;
+        let quota_key = self.quota_key(owner, class_name, window)?;
         Ok(self.store.state_counter(&owner.period, &quota_key)?)
     }
 
@@ -362,16 +378,18 @@ impl Authority {
     /// week of `window`: a keyed hash, so the document number is not stored.
     fn quota_key(
         &self,
-        period: &PeriodId,
-        document: &str,
+        owner: &SessionOwner,
         class_name: &str,
         window: &Window,
     ) -> Result<Vec<u8>, IssuerError> {
         let (year, week) = window.iso_week();
-        let subject = format!("{document}\0{class_name}\0{year}-W{week:02}");
+        let subject = format!(
+            "{}\0{class_name}\0{year}-W{week:02}",
+            hex::encode(owner.quota_subject)
+        );
         Ok(prefixed(
             QUOTA_PREFIX,
-            self.period_index(period, "quota", &subject)?,
+            self.period_index(&owner.period, "quota", &subject)?,
         ))
     }
 }
