@@ -154,6 +154,9 @@ impl Authority {
         personal.validate(self.now().date(), false)?;
         let hash = hash_password(password, params)?;
         let id = self.enrol(&period, personal, Some(hash))?;
+        // Acknowledge an enrolment only once it is on disk (bulk callers of
+        // `enrol` flush once at the end instead).
+        self.store.durable()?;
         Ok((period, id))
     }
 
@@ -225,6 +228,7 @@ impl Authority {
         .map_err(|_| StoreError::Corrupt("session"))?;
         self.store
             .state_insert(&period, &session_key(&token), &value)?;
+        self.store.durable()?;
         Ok(Some(NewSession { token, expires_at }))
     }
 
@@ -279,7 +283,7 @@ impl Authority {
                 }
             }
         }
-        self.store.flush()?;
+        self.store.durable()?;
         Ok(())
     }
 

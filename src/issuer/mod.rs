@@ -640,6 +640,7 @@ impl Authority {
         let doc_index = index_key(&key, "document", &record.personal.normalized_document());
         self.store.index_remove(period, &doc_index)?;
         self.store.remove_record(period, id)?;
+        self.store.durable()?;
         Ok(())
     }
 

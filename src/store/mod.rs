@@ -81,10 +81,21 @@ impl Default for StoreConfig {
     }
 }
 
+/// Group commit: writers take a ticket after their write, then wait until a
+/// flush that started after the ticket has finished. One flush serves every
+/// writer that queued behind it, instead of one flush per request.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    lock: std::sync::Mutex<()>,
+    written: std::sync::atomic::AtomicU64,
+    flushed: std::sync::atomic::AtomicU64,
+}
+
 /// The sled database of one issuer.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
+    commit: std::sync::Arc<GroupCommit>,
 }
 
 fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
@@ -98,7 +109,10 @@ impl Store {
             .path(dir)
             .cache_capacity(config.cache_bytes)
             .open()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            commit: std::sync::Arc::default(),
+        })
     }
 
     fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
@@ -273,7 +287,7 @@ impl Store {
         });
         match outcome {
             Ok(Charge::Charged) => {
-                tree.flush()?;
+                self.durable()?;
                 Ok(Charge::Charged)
             }
             Ok(other) => Ok(other),
@@ -314,6 +328,26 @@ impl Store {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Returns once every write made before the call is flushed, sharing
+    /// one flush among concurrent callers (group commit).
+    pub fn durable(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let ticket = self.commit.written.fetch_add(1, SeqCst) + 1;
+        if self.commit.flushed.load(SeqCst) >= ticket {
+            return Ok(());
+        }
+        let _guard = self.commit.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.commit.flushed.load(SeqCst) >= ticket {
+            return Ok(());
+        }
+        // Every ticket up to `target` was taken after its write completed,
+        // so this flush covers all of them.
+        let target = self.commit.written.load(SeqCst);
+        self.db.flush()?;
+        self.commit.flushed.fetch_max(target, SeqCst);
+        Ok(())
     }
 
     /// Writes buffered changes to the files (sled's flush; see module docs).
