@@ -1,12 +1,354 @@
-//! `blindpass audit` (being written).
+//! `blindpass audit`: the auditor's faces. `verify` checks the public audit
+//! log of a running issuer against a pinned log key and the checkpoint seen
+//! last time; `inspect` checks an issuer's data directory on site. Exit
+//! status: 0 nothing found, 1 something found, 2 could not check.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use clap::Subcommand;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use super::CliError;
+use crate::auditor::periods::rfc3339;
+use crate::auditor::{
+    AuditReport, AuditorError, AuditorState, InspectError, InspectReport, PeriodStatus,
+};
+use crate::crypto::secret::Passphrase;
+use crate::wallet::Api;
+
+/// Exit status when the audit found something.
+const EXIT_FAILED: u8 = 1;
 
 /// Arguments of `blindpass audit`.
 #[derive(Debug, clap::Args)]
-pub struct AuditArgs {}
+pub struct AuditArgs {
+    /// Directory where the auditor remembers the last checkpoint it verified
+    /// per server (so that a rolled-back or rewritten log is caught).
+    #[arg(
+        long,
+        env = "BLINDPASS_AUDITOR_STATE",
+        default_value = "blindpass-auditor",
+        global = true
+    )]
+    pub state: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Subcommands of `blindpass audit`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an issuer's public audit log: checkpoint signature, entries,
+    /// consistency with the last checkpoint seen, every period destroyed by
+    /// its deadline, every directory key logged.
+    ///
+    /// Prints one row per period (PERIOD NAME OPENED DEADLINE DESTROYED
+    /// LATE_BY STATUS), then the failures. Exit status: 0 passed, 1
+    /// failures found, 2 could not check.
+    Verify(VerifyArgs),
+    /// Inspect an issuer's data directory on site: no destroyed period's key
+    /// in the key ring (needs the operator passphrase, from
+    /// BLINDPASS_PASSPHRASE or --passphrase-file; without it that check is
+    /// skipped), and no canary string in any file. Changes nothing.
+    ///
+    /// Exit status: 0 passed, 1 failures found, 2 could not check.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `blindpass audit verify`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["log_key", "log_key_file"])))]
+pub struct VerifyArgs {
+    /// Issuer base URL.
+    #[arg(long, env = "BLINDPASS_SERVER")]
+    pub server: String,
+    /// The log's verifier key, `<name>+<hex id>+<base64 key>` (`blindpass
+    /// serve` prints it and writes `audit/log.pub`). Get it from the
+    /// operator out of band: a key fetched from the server proves nothing.
+    #[arg(long, env = "BLINDPASS_LOG_KEY")]
+    pub log_key: Option<String>,
+    /// File holding the log's verifier key (first line).
+    #[arg(long, value_name = "FILE")]
+    pub log_key_file: Option<PathBuf>,
+    /// Seconds past a deadline before a missing destruction counts as
+    /// overdue.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub tolerance_s: u32,
+    /// Audit as of this time (RFC 3339) instead of now. It is also recorded
+    /// as the time this checkpoint was seen.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    pub at: Option<OffsetDateTime>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `blindpass audit inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The issuer's data directory.
+    #[arg(long, env = "BLINDPASS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A canary: a test value enrolled beforehand that must not appear in
+    /// plain text in any file. Repeat for several.
+    #[arg(long, value_name = "TEXT")]
+    pub canary: Vec<String>,
+    /// File holding the operator passphrase (first line). Without it, the
+    /// passphrase is taken from BLINDPASS_PASSPHRASE; without either, the
+    /// key-ring check is skipped.
+    #[arg(long, env = "BLINDPASS_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-12-01T12:00:00Z)"))
+}
 
 /// Runs `blindpass audit`.
-pub fn run(_args: AuditArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        AuditCommand::Verify(verify) => run_verify(&args.state, verify),
+        AuditCommand::Inspect(inspect) => run_inspect(inspect),
+    }
+}
+
+fn first_line(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            format!("cannot read {}: {e}", path.display()),
+            "check the path and its permissions",
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim().to_owned();
+    if line.is_empty() {
+        return Err(CliError::new(
+            format!("{} is empty", path.display()),
+            format!("put the {what} on its first line"),
+        )
+        .into());
+    }
+    Ok(line)
+}
+
+fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let log_key = match (&args.log_key, &args.log_key_file) {
+        (Some(key), _) => key.trim().to_owned(),
+        (None, Some(path)) => first_line(path, "log key")?,
+        // clap's required group makes one of them present.
+        (None, None) => {
+            return Err(CliError::new("give --log-key or --log-key-file", "see --help").into());
+        }
+    };
+    let api = Api::new(&args.server);
+    let state = AuditorState::new(state_dir);
+    let now = args.at.unwrap_or_else(OffsetDateTime::now_utc);
+    let tolerance = Duration::seconds(i64::from(args.tolerance_s));
+    let report = crate::auditor::verify(&api, &log_key, &state, now, tolerance)
+        .map_err(|e| explain_verify(e, &args.server))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_verify(&report);
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn print_verify(report: &AuditReport) {
+    match (&report.origin, report.checkpoint_size) {
+        (Some(origin), Some(size)) => {
+            println!(
+                "log {origin} at {}: {size} entries, checkpoint verified",
+                report.server
+            );
+        }
+        _ => println!("log at {}: not verified", report.server),
+    }
+    match &report.previous {
+        Some(previous) => println!(
+            "compared with the checkpoint of {} entries seen {}",
+            previous.size,
+            rfc3339(previous.seen_at)
+        ),
+        None => println!("no earlier checkpoint for this server in the auditor state (first run)"),
+    }
+    if report.checkpoint_size.is_some() {
+        println!("directory: {} keys", report.directory_keys);
+    }
+    if !report.periods.is_empty() {
+        println!();
+        print_periods(&report.periods);
+    }
+    println!();
+    if report.failures.is_empty() {
+        println!("PASSED: no failures");
+    } else {
+        println!("FAILED: {} failure(s)", report.failures.len());
+        for failure in &report.failures {
+            println!("  - {failure}");
+        }
+    }
+    if report.saved {
+        println!("checkpoint remembered for the next run");
+    } else {
+        println!("checkpoint NOT remembered: the log itself failed a check");
+    }
+}
+
+fn print_periods(periods: &[PeriodStatus]) {
+    let name_width = periods
+        .iter()
+        .map(|p| p.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(4, 24);
+    println!(
+        "{:<32}  {:<name_width$}  {:<20}  {:<20}  {:<20}  {:<8}  STATUS",
+        "PERIOD", "NAME", "OPENED", "DEADLINE", "DESTROYED", "LATE_BY"
+    );
+    for p in periods {
+        let destroyed = p.destroyed_at.map(rfc3339).unwrap_or_else(|| "-".into());
+        let late = p
+            .late_by_s
+            .map(|s| format!("{s} s"))
+            .unwrap_or_else(|| "-".into());
+        let name: String = p.name.chars().take(name_width).collect();
+        println!(
+            "{:<32}  {:<name_width$}  {:<20}  {:<20}  {:<20}  {:<8}  {}",
+            p.period.to_string(),
+            name,
+            rfc3339(p.opened_at),
+            rfc3339(p.deadline),
+            destroyed,
+            late,
+            p.status.word()
+        );
+    }
+}
+
+fn explain_verify(err: AuditorError, server: &str) -> anyhow::Error {
+    let hint = match &err {
+        AuditorError::BadLogKey(_) => {
+            "give the key exactly as `blindpass serve` prints it (audit log key: …)".to_owned()
+        }
+        AuditorError::Transport(_) => {
+            format!("check that the issuer is running at {server} and serves /audit/")
+        }
+        AuditorError::Io { .. } => "check --state and its permissions".to_owned(),
+        AuditorError::BadState { .. } => "the state file is for another log key or was edited: \
+             use another --state directory (keeping this one as evidence)"
+            .to_owned(),
+    };
+    CliError::new(err.to_string(), hint).into()
+}
+
+fn passphrase(args: &InspectArgs) -> anyhow::Result<Option<Passphrase>> {
+    if let Some(path) = &args.passphrase_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::new(
+                format!("cannot read {}: {e}", path.display()),
+                "check the path and its permissions",
+            )
+        })?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(CliError::new(
+                format!("{} is empty", path.display()),
+                "put the operator passphrase on its first line",
+            )
+            .into());
+        }
+        return Ok(Some(Passphrase::new(line.to_owned())));
+    }
+    Ok(std::env::var("BLINDPASS_PASSPHRASE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Passphrase::new))
+}
+
+fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let passphrase = passphrase(&args)?;
+    let report = crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary)
+        .map_err(explain_inspect)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_inspect(&report);
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn print_inspect(report: &InspectReport) {
+    println!("data directory {}", report.data_dir.display());
+    println!("{:<12} {:>6} {:>12}", "DIRECTORY", "FILES", "BYTES");
+    for usage in &report.usage {
+        println!("{:<12} {:>6} {:>12}", usage.name, usage.files, usage.bytes);
+    }
+    print!(
+        "audit log: {} entries, {} periods destroyed",
+        report.log_entries, report.destroyed_in_log
+    );
+    if report.log_torn_tail_bytes > 0 {
+        print!(
+            " ({} bytes of a torn last append)",
+            report.log_torn_tail_bytes
+        );
+    }
+    println!();
+    match &report.vault {
+        Some(v) => println!(
+            "key ring: master version {}, {} live periods, {} destroyed, {} signing keys, {} ring file(s)",
+            v.master_version,
+            v.live_periods,
+            v.destroyed_periods,
+            v.signing_keys,
+            v.ring_files.len()
+        ),
+        None => println!(
+            "key ring: NOT checked (no passphrase; set BLINDPASS_PASSPHRASE or --passphrase-file)"
+        ),
+    }
+    if report.canaries == 0 {
+        println!("canaries: none given (--canary TEXT)");
+    } else {
+        println!(
+            "canaries: {} searched for in {} files",
+            report.canaries, report.files_scanned
+        );
+    }
+    println!();
+    if report.failures.is_empty() {
+        println!("PASSED: no failures");
+    } else {
+        println!("FAILED: {} failure(s)", report.failures.len());
+        for failure in &report.failures {
+            println!("  - {failure}");
+        }
+    }
+}
+
+fn explain_inspect(err: InspectError) -> anyhow::Error {
+    let hint = match &err {
+        InspectError::NotADataDir(_) => "point --data-dir at the issuer's data directory",
+        InspectError::Io { .. } => "check the path and its permissions",
+        InspectError::EmptyCanary(_) => "give each --canary a non-empty value",
+        InspectError::Vault(_) => {
+            "check BLINDPASS_PASSPHRASE / --passphrase-file: it must open the master slot"
+        }
+    };
+    CliError::new(err.to_string(), hint).into()
 }

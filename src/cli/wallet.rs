@@ -36,6 +36,15 @@ pub struct WalletArgs {
         global = true
     )]
     pub wallet: PathBuf,
+    /// The issuer's audit log key (`<name>+<hex id>+<base64 key>`, as
+    /// `blindpass serve` prints it). Before every pass request the wallet
+    /// checks in the log signed by this key that the signing key it is
+    /// given was published for everyone. Without it, the key served at
+    /// `/audit/key` on first use is pinned in the wallet file (trust on
+    /// first use: a server that is already lying at that moment is not
+    /// caught, one that changes its log later is).
+    #[arg(long, env = "BLINDPASS_LOG_KEY", global = true)]
+    pub log_key: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: WalletCommand,
@@ -158,6 +167,11 @@ pub fn run(args: WalletArgs) -> anyhow::Result<ExitCode> {
         _ => Wallet::open(&path),
     }
     .map_err(explain)?;
+    if let Some(key) = &args.log_key {
+        if wallet.pin_log_key(key).map_err(explain)? {
+            eprintln!("note: the wallet now trusts the audit log key given with --log-key");
+        }
+    }
     let server = args.server.unwrap_or_else(|| wallet.state().server.clone());
     let api = Api::new(&server);
     match args.command {
@@ -371,6 +385,15 @@ fn explain(err: WalletError) -> anyhow::Error {
         }
         WalletError::BadDirectory(_) | WalletError::BadSignature => {
             "do not use this issuer's answer; tell the operator (or an auditor)".into()
+        }
+        WalletError::UnloggedKey { .. } | WalletError::SplitKey { .. } => {
+            "no pass was requested; report this to an auditor (blindpass audit verify)".into()
+        }
+        WalletError::AuditLog(_) => {
+            "no pass was requested; if you switched issuer, give its key with --log-key, else report this to an auditor".into()
+        }
+        WalletError::BadLogKey(_) => {
+            "give the key exactly as `blindpass serve` prints it (audit log key: …)".into()
         }
         WalletError::NoSuchPass { .. } => "see `blindpass wallet list` for the numbers".into(),
         WalletError::Qr(_) => "use --text to print the payload instead".into(),

@@ -776,6 +776,17 @@ impl Authority {
                 key: IssuerSigningKey::generate()?,
             });
         }
+        // Re-check under the lock: a concurrent caller may have added a key
+        // for the same (class, window) meanwhile, and two published keys
+        // for one window would split its anonymity set.
+        let mut vault = self.vault();
+        fresh.retain(|k| {
+            !vault
+                .ring()
+                .signing_keys
+                .iter()
+                .any(|have| have.class == k.class && have.window == k.window)
+        });
         let published: Vec<Event> = fresh
             .iter()
             .map(|k| Event::SigningKeyPublished {
@@ -785,8 +796,10 @@ impl Authority {
             })
             .collect();
         let count = fresh.len();
-        self.vault()
-            .update(|ring| ring.signing_keys.extend(fresh))?;
+        if count > 0 {
+            vault.update(|ring| ring.signing_keys.extend(fresh))?;
+        }
+        drop(vault);
         for event in published {
             self.journal.append(now, event)?;
         }

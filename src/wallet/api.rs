@@ -189,6 +189,17 @@ impl Api {
         expect_json(reply, 200)
     }
 
+    /// `GET` a public resource and return its body as bytes, which must come
+    /// with status `200` (the audit log's checkpoint, key and tiles).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, WalletError> {
+        let reply = self.get(path, None)?;
+        if reply.status == 200 {
+            Ok(reply.body)
+        } else {
+            Err(error_of(&reply))
+        }
+    }
+
     /// `POST` a JSON body (possibly holding a password, hence the wiped buffer) and
     /// decode the answer, which must have status `expected`.
     pub fn post_json_expect<T: DeserializeOwned>(

@@ -4,10 +4,21 @@
 //! and obtaining a pass by RFC 9578 blind issuance.
 //!
 //! Obtaining a pass ([`Wallet::request`]): fetch the directory, pick the one
-//! key it publishes for exactly the wanted class and window, make a random
-//! nonce, blind the token input, send the `TokenRequest`, unblind the answer,
-//! check the signature, and store the finished token. The issuer sees only
-//! the blinded message, so it cannot recognise the pass when it is shown.
+//! key it publishes for exactly the wanted class and window, check in the
+//! issuer's public audit log that this key was published for everyone (see
+//! below), make a random nonce, blind the token input, send the
+//! `TokenRequest`, unblind the answer, check the signature, and store the
+//! finished token. The issuer sees only the blinded message, so it cannot
+//! recognise the pass when it is shown.
+//!
+//! Key consistency: a key made for one resident alone would tag every pass
+//! signed with it. Before blinding, the wallet fetches the audit log,
+//! verifies it against a checkpoint signed by the pinned log key, checks
+//! that it only grew since the last checkpoint this wallet saw, and refuses
+//! a key that has no `signing-key-published` entry for its class and
+//! window, or that shares its class and window with another logged key.
+//! The log key is the one the user gave, or else the one `/audit/key`
+//! served at first use, kept in the wallet file (trust on first use).
 //!
 //! The wallet file holds bearer secrets (the session token and the passes
 //! themselves); it is created readable by its owner only.
@@ -23,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::auditor::{KeyProblem, LogError, SavedCheckpoint};
 use crate::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
 use crate::crypto::secret::Passphrase;
 use crate::issuer::resident::PersonalData;
@@ -114,6 +126,39 @@ pub enum WalletError {
     /// The issuer's answer did not unblind to a valid signature.
     #[error("the issuer's signature does not verify; the pass was not stored")]
     BadSignature,
+    /// The key the directory offers is not in the issuer's audit log for
+    /// its class and window: it may have been made for this wallet alone.
+    #[error(
+        "the issuer's key {key_id} for {class} in {window} is not in its public audit log; a pass signed with it could single you out"
+    )]
+    UnloggedKey {
+        /// The key id (hex).
+        key_id: String,
+        /// The class.
+        class: ClassName,
+        /// The window.
+        window: Window,
+    },
+    /// The audit log publishes more than one key for this class and window,
+    /// so holders of each could be told apart.
+    #[error(
+        "the issuer's audit log publishes {keys} keys for {class} in {window}; a pass from either could single you out"
+    )]
+    SplitKey {
+        /// The class.
+        class: ClassName,
+        /// The window.
+        window: Window,
+        /// How many keys.
+        keys: usize,
+    },
+    /// The issuer's audit log failed verification (bad signature, entries
+    /// not matching the checkpoint, rolled back or forked).
+    #[error("the issuer's audit log does not verify: {0}")]
+    AuditLog(String),
+    /// The log key given or stored is not a signed-note verifier key.
+    #[error("not an audit log key (name+hex id+base64 key): {0}")]
+    BadLogKey(String),
     /// There is no pass with this number.
     #[error("no pass number {number} (the wallet holds {count})")]
     NoSuchPass {
@@ -241,6 +286,13 @@ pub struct WalletState {
     /// The passes, oldest first.
     #[serde(default)]
     pub passes: Vec<StoredPass>,
+    /// The issuer's audit log key (signed-note verifier key): given by the
+    /// user, or taken from `/audit/key` at first use (trust on first use).
+    #[serde(default)]
+    pub log_key: Option<String>,
+    /// The last audit log checkpoint this wallet verified.
+    #[serde(default)]
+    pub log_checkpoint: Option<SavedCheckpoint>,
 }
 
 /// Which window to ask for.
@@ -312,6 +364,8 @@ impl Wallet {
                     period_id: None,
                     session: None,
                     passes: Vec::new(),
+                    log_key: None,
+                    log_checkpoint: None,
                 },
             }),
             other => other,
@@ -362,6 +416,86 @@ impl Wallet {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         crate::vault::fsutil::atomic_write(&path, &json).map_err(io)
+    }
+
+    /// The pinned audit log key, if any.
+    pub fn log_key(&self) -> Option<&str> {
+        self.state.log_key.as_deref()
+    }
+
+    /// Pins `key` as the issuer's audit log key (kept on the next save).
+    /// Returns whether it replaced a different key; the checkpoint kept for
+    /// the old key is then forgotten.
+    pub fn pin_log_key(&mut self, key: &str) -> Result<bool, WalletError> {
+        let key = key.trim();
+        crate::auditor::check_log_key(key).map_err(|_| WalletError::BadLogKey(key.to_owned()))?;
+        if self.state.log_key.as_deref() == Some(key) {
+            return Ok(false);
+        }
+        let replaced = self.state.log_key.is_some();
+        self.state.log_key = Some(key.to_owned());
+        self.state.log_checkpoint = None;
+        Ok(replaced)
+    }
+
+    /// The pinned log key, or the one the server serves now, pinned and
+    /// saved (trust on first use).
+    fn log_key_or_first_use(&mut self, api: &Api) -> Result<String, WalletError> {
+        if let Some(key) = &self.state.log_key {
+            return Ok(key.clone());
+        }
+        let body = api.get_bytes("/audit/key")?;
+        let key = String::from_utf8_lossy(&body).trim().to_owned();
+        if crate::auditor::check_log_key(&key).is_err() {
+            return Err(WalletError::UnexpectedResponse {
+                status: 200,
+                detail: "/audit/key did not serve a log key".into(),
+            });
+        }
+        self.state.log_key = Some(key.clone());
+        self.save()?;
+        Ok(key)
+    }
+
+    /// Checks in the issuer's audit log that `published` is the one key
+    /// logged for `class` and `window` (see the module documentation), and
+    /// remembers the verified checkpoint.
+    fn check_key_logged(
+        &mut self,
+        api: &Api,
+        published: &PublishedKey,
+        class: &ClassName,
+        window: &Window,
+        now: OffsetDateTime,
+    ) -> Result<(), WalletError> {
+        let log_key = self.log_key_or_first_use(api)?;
+        let log = crate::auditor::fetch_log(api, &log_key).map_err(|e| match e {
+            LogError::Transport(e) => e,
+            LogError::BadLogKey(key) => WalletError::BadLogKey(key),
+            LogError::Failed(failure) => WalletError::AuditLog(failure.to_string()),
+        })?;
+        if let Some(previous) = &self.state.log_checkpoint {
+            if previous.log_key == log_key {
+                if let Some(failure) = crate::auditor::consistency(previous, &log) {
+                    return Err(WalletError::AuditLog(failure.to_string()));
+                }
+            }
+        }
+        crate::auditor::key_logged(&log, &published.key_id, class.as_str(), &window.to_string())
+            .map_err(|problem| match problem {
+                KeyProblem::NotLogged => WalletError::UnloggedKey {
+                    key_id: published.key_id.clone(),
+                    class: class.clone(),
+                    window: *window,
+                },
+                KeyProblem::Split { key_ids } => WalletError::SplitKey {
+                    class: class.clone(),
+                    window: *window,
+                    keys: key_ids.len(),
+                },
+            })?;
+        self.state.log_checkpoint = Some(log.saved(api.base_url(), &log_key, now));
+        Ok(())
     }
 
     fn remember_server(&mut self, api: &Api) {
@@ -492,6 +626,7 @@ impl Wallet {
         let session = self.session()?.token.clone();
         let directory = api.directory()?;
         let (published, window) = select_key(&directory, class, choice)?;
+        self.check_key_logged(api, published, class, &window, now)?;
         let spki = published
             .spki()
             .map_err(|e| WalletError::BadDirectory(format!("key {}: {e}", published.key_id)))?;
