@@ -8,7 +8,7 @@
 //! - [`http`] — axum routes and error mapping; the only place knowing axum.
 //! - [`wallet`], [`verifier`], [`auditor`] — the resident's, the verifier's and the auditor's client sides.
 //! - [`issuer`] — the core: periods, enrolment, signing keys, destruction.
-//! - [`audit`] — the public, hash-chained audit log.
+//! - [`audit`] — the public transparency log (C2SP tlog-tiles, signed checkpoints).
 //! - [`vault`] — master slot and key ring files (keys never touch sled).
 //! - [`store`] — everything that touches sled (ciphertext only).
 //! - [`crypto`] — secret types, sealing, KDFs, blind RSA; no I/O.

@@ -1,7 +1,8 @@
 //! The QR payload a resident shows: a versioned prefix plus base45 (RFC 9285)
 //! of the 354 token bytes, as the EU digital COVID certificate does with
-//! `HC1:`. Base45 uses the QR alphanumeric alphabet, so the code stays small
-//! (about version 14 at error correction M).
+//! `HC1:`. Base45 uses the QR alphanumeric alphabet, so the code stays small:
+//! the 535-character payload fits QR version 15 at error correction M
+//! (version 14-M holds 2920 data bits; the payload needs 2958).
 
 use super::ProtocolError;
 use super::token::Token;
