@@ -336,13 +336,17 @@ impl Authority {
                 .collect();
             (unlogged, vault.master_version())
         };
+        // The entry carries the time it is written, not the (earlier)
+        // rotation time: a log must never look backdated, and reporting the
+        // destruction as confirmed later is the conservative side.
+        let now = self.now();
         for gone in &unlogged {
             self.journal.append(
-                gone.destroyed_at,
+                now,
                 Event::PeriodKeyDestroyed {
                     period: gone.id,
                     deadline: rfc3339(gone.deadline),
-                    late_by_s: (gone.destroyed_at - gone.deadline).whole_seconds().max(0),
+                    late_by_s: (now - gone.deadline).whole_seconds().max(0),
                 },
             )?;
         }

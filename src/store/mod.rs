@@ -105,10 +105,29 @@ fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .open()?;
+        // sled releases its file lock from a background thread after the
+        // last handle drops, so an immediate reopen in the same process (a
+        // restart, a test) can find it still held for a moment: retry
+        // briefly rather than fail.
+        let mut waited_ms = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(config.cache_bytes)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::Other
+                        && e.to_string().contains("could not acquire lock")
+                        && waited_ms < 5_000 =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    waited_ms += 20;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(Self {
             db,
             commit: std::sync::Arc::default(),
