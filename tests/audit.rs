@@ -23,7 +23,7 @@ use blindpass::issuer::resident::PersonalData;
 use blindpass::protocol::directory::{Directory, PublishedKey};
 use blindpass::protocol::permit::{ClassName, Window};
 use blindpass::wallet::{Api, Wallet, WalletError, WindowChoice};
-use common::{PASSWORD, START, TestServer};
+use common::{PASSWORD, START, TestServer, read_request};
 use time::format_description::well_known::Rfc3339;
 use time::macros::date;
 use time::{Duration, OffsetDateTime};
@@ -847,37 +847,6 @@ impl Proxy {
         });
         Self { url }
     }
-}
-
-/// Reads one HTTP/1.1 request, rewritten to `Connection: close`.
-fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).ok()?;
-    let mut length = 0usize;
-    let mut out = String::new();
-    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().ok()?;
-        }
-        if !lower.starts_with("connection:") {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    let mut request = out.into_bytes();
-    request.extend_from_slice(&body);
-    Some(request)
 }
 
 #[test]
