@@ -1,0 +1,193 @@
+//! The load generator's HTTP side: a plain ureq agent per worker thread
+//! (its own keep-alive connection), no retries — a failure is counted by
+//! kind, never hidden — and a runner that spreads N jobs over C threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::progress::{Counters, Goal, Progress};
+use super::stats::{ErrorTally, Latencies, LatencySummary};
+
+/// `Content-Type` of an RFC 9578 token request.
+pub(crate) const TOKEN_REQUEST_TYPE: &str = "application/private-token-request";
+
+/// A reply read in full.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+/// An agent for one worker: one connection kept alive, generous timeout.
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .max_idle_connections_per_host(2)
+        .build()
+        .into()
+}
+
+fn read(response: ureq::http::Response<ureq::Body>) -> Result<Reply, ureq::Error> {
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(4 * 1024 * 1024)
+        .read_to_vec()?;
+    Ok(Reply { status, body })
+}
+
+/// `POST` with a content type and an optional bearer token.
+pub(crate) fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    content_type: &str,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> Result<Reply, ureq::Error> {
+    let mut request = agent.post(url).header("Content-Type", content_type);
+    if let Some(token) = bearer {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    read(request.send(body)?)
+}
+
+/// `GET` with an optional bearer token.
+pub(crate) fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<Reply, ureq::Error> {
+    let mut request = agent.get(url);
+    if let Some(token) = bearer {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    read(request.call()?)
+}
+
+#[derive(Deserialize)]
+struct ProblemDoc {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+/// `"<status> <problem name>"` for an error reply, e.g. `503 timeout`.
+pub(crate) fn reply_kind(reply: &Reply) -> String {
+    let name = serde_json::from_slice::<ProblemDoc>(&reply.body)
+        .ok()
+        .and_then(|d| d.kind)
+        .map(|k| k.rsplit('/').next().unwrap_or(&k).to_owned())
+        .unwrap_or_else(|| "no-problem-document".to_owned());
+    format!("{} {name}", reply.status)
+}
+
+/// A coarse name for a transport failure.
+pub(crate) fn network_kind(err: &ureq::Error) -> String {
+    let kind = match err {
+        ureq::Error::Timeout(_) => "timeout",
+        ureq::Error::Io(_) => "io",
+        ureq::Error::ConnectionFailed => "connection-failed",
+        ureq::Error::HostNotFound => "host-not-found",
+        ureq::Error::Protocol(_) => "protocol",
+        _ => "other",
+    };
+    format!("network: {kind}")
+}
+
+/// A status other than `expected` as an error kind; `expected` as success.
+pub(crate) fn expect(outcome: Result<Reply, ureq::Error>, expected: u16) -> Result<Reply, String> {
+    match outcome {
+        Ok(reply) if reply.status == expected => Ok(reply),
+        Ok(reply) => Err(reply_kind(&reply)),
+        Err(e) => Err(network_kind(&e)),
+    }
+}
+
+/// What a counted phase did.
+#[derive(Debug, Clone)]
+pub(crate) struct Phase {
+    pub(crate) ok: u64,
+    pub(crate) errors: ErrorTally,
+    pub(crate) latency: LatencySummary,
+    pub(crate) elapsed: Duration,
+}
+
+impl Phase {
+    /// Successes per second.
+    pub(crate) fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs jobs `0..count` on `concurrency` threads, each with its own agent,
+/// timing every job. `job` returns an error kind on failure.
+pub(crate) fn run_counted<F>(
+    label: &str,
+    count: usize,
+    concurrency: usize,
+    quiet: bool,
+    job: F,
+) -> Phase
+where
+    F: Fn(&ureq::Agent, usize) -> Result<(), String> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(label, counters.clone(), Goal::Count(count as u64), quiet);
+    let started = Instant::now();
+    let results: Vec<(Latencies, ErrorTally, u64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..concurrency.max(1))
+            .map(|w| {
+                let (next, counters, job) = (&next, &counters, &job);
+                std::thread::Builder::new()
+                    .name(format!("bench-client-{w}"))
+                    .spawn_scoped(scope, move || {
+                        let agent = agent();
+                        let mut latencies =
+                            Latencies::with_capacity(count / concurrency.max(1) + 1);
+                        let mut errors = ErrorTally::default();
+                        let mut ok = 0;
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= count {
+                                break;
+                            }
+                            let t = Instant::now();
+                            let outcome = job(&agent, i);
+                            latencies.push(t.elapsed());
+                            counters.record(outcome.is_ok());
+                            match outcome {
+                                Ok(()) => ok += 1,
+                                Err(kind) => errors.add(kind),
+                            }
+                        }
+                        (latencies, errors, ok)
+                    })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.ok())
+            .filter_map(|h| h.join().ok())
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    drop(progress);
+    let mut latencies = Latencies::default();
+    let mut errors = ErrorTally::default();
+    let mut ok = 0;
+    for (l, e, n) in results {
+        latencies.merge(l);
+        errors.merge(e);
+        ok += n;
+    }
+    Phase {
+        ok,
+        errors,
+        latency: latencies.summary(),
+        elapsed,
+    }
+}

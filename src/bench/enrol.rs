@@ -1,0 +1,255 @@
+//! `bench enrol`: enrolment and login over HTTP at a chosen concurrency,
+//! each against the raw Argon2id rate measured in the same run. Both
+//! requests are one Argon2id computation plus a sled write and a flush, so
+//! Argon2id at the server's parallelism is the limit.
+//!
+//! Also home of [`prepare_residents`], which other modes use to get logged-in
+//! residents before their own timed phase.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::client::{self, Phase, run_counted};
+use super::people;
+use super::raw::argon2_rate;
+use super::report::Report;
+use super::server::{Connection, Target};
+use super::{BenchError, cores};
+use crate::crypto::kdf::Argon2Params;
+
+/// Settings of `bench enrol`.
+#[derive(Debug, Clone)]
+pub struct EnrolSettings {
+    /// Where to send requests.
+    pub target: Target,
+    /// Client threads.
+    pub concurrency: usize,
+    /// Residents to enrol (and then log in).
+    pub count: usize,
+    /// Seconds of raw Argon2id measurement (half before, half after).
+    pub raw_seconds: f64,
+    /// No progress line.
+    pub quiet: bool,
+}
+
+/// Target of both ratios: enrolment (and login) at least this share of raw
+/// Argon2id hashes per second at the server's Argon2 parallelism.
+pub const TARGET_RATIO: f64 = 0.8;
+
+/// Runs `bench enrol`.
+pub fn run(settings: &EnrolSettings) -> Result<Report, BenchError> {
+    let conn = Connection::open(&settings.target)?;
+    conn.ensure_open_period()?;
+    let n = cores();
+    // The server's Argon2 parallelism: known for an in-process server; for
+    // an external one, the default of `blindpass serve` on a machine like this.
+    let permits = conn
+        .server
+        .as_ref()
+        .map_or_else(|| (n / 2).max(1), |s| s.http_config().argon2_permits.max(1));
+    let params = conn
+        .server
+        .as_ref()
+        .map_or(Argon2Params::DEFAULT, |s| s.http_config().password_params);
+    // Argon2id is memory-bound and so sensitive to whatever else the
+    // machine does: measure the limit before and after the HTTP phases
+    // (the server idle both times) and divide by the mean.
+    let raw_time = Duration::from_secs_f64(settings.raw_seconds.max(0.2) / 2.0);
+    let raw_before = argon2_rate(params, permits, raw_time).per_s;
+
+    let tag = super::run_tag();
+    let count = settings.count.max(1);
+    let enrol_url = format!("{}/v1/residents", conn.url);
+    let login_url = format!("{}/v1/sessions", conn.url);
+    let enrol = run_counted(
+        "enrol",
+        count,
+        settings.concurrency,
+        settings.quiet,
+        |agent, i| {
+            let body = people::enrol_body(&tag, i);
+            client::expect(
+                client::post(agent, &enrol_url, "application/json", None, &body),
+                201,
+            )
+            .map(drop)
+        },
+    );
+    let login = run_counted(
+        "login",
+        count,
+        settings.concurrency,
+        settings.quiet,
+        |agent, i| {
+            let body = people::login_body(&tag, i);
+            client::expect(
+                client::post(agent, &login_url, "application/json", None, &body),
+                201,
+            )
+            .map(drop)
+        },
+    );
+    drop(conn);
+    let raw_after = argon2_rate(params, permits, raw_time).per_s;
+    let raw_permits = (raw_before + raw_after) / 2.0;
+    let raw_all = if permits == n {
+        raw_permits
+    } else {
+        argon2_rate(params, n, raw_time).per_s
+    };
+
+    let mut report = Report::new(
+        "enrol",
+        format!(
+            "{} residents, {} client threads, {}",
+            count,
+            settings.concurrency,
+            describe(&settings.target, permits)
+        ),
+    );
+    report.figure("enrolments", enrol.ok as f64, "");
+    report.figure("enrolments/s", enrol.rate(), "/s");
+    report.figure("logins", login.ok as f64, "");
+    report.figure("logins/s", login.rate(), "/s");
+    let raw_name = format!(
+        "raw Argon2id ({} KiB, t={}, p={}), {permits} thread(s)",
+        params.m_cost_kib, params.t_cost, params.p_cost
+    );
+    report.figure(format!("{raw_name}, before"), raw_before, "/s");
+    report.figure(format!("{raw_name}, after"), raw_after, "/s");
+    if permits != n {
+        report.figure(format!("raw Argon2id, {n} threads"), raw_all, "/s");
+    }
+    let limit = format!(
+        "raw Argon2id/s on {permits} thread(s) (the server's Argon2 permits; mean of before and after)"
+    );
+    report.ratio(
+        "enrolments/s",
+        enrol.rate(),
+        &limit,
+        raw_permits,
+        Some(TARGET_RATIO),
+    );
+    report.ratio(
+        "logins/s",
+        login.rate(),
+        &limit,
+        raw_permits,
+        Some(TARGET_RATIO),
+    );
+    if permits != n {
+        report.ratio(
+            "enrolments/s",
+            enrol.rate(),
+            format!("raw Argon2id/s on all {n} threads"),
+            raw_all,
+            None,
+        );
+    }
+    report.latency("enrol", enrol.latency);
+    report.latency("login", login.latency);
+    report.errors("enrol", enrol.errors);
+    report.errors("login", login.errors);
+    if matches!(settings.target, Target::External { .. }) {
+        report.note(
+            "an external `blindpass serve` limits login and enrolment to a burst of 20 and 2/s \
+             per client address, and has no flag to raise it: expect `429 rate-limited` \
+             failures; use --in-process to measure the server rather than the limiter",
+        );
+    }
+    report.note(
+        "the raw Argon2id figures are measured in this process, on this machine, before and \
+         after the HTTP phases; for an external server on another machine the ratio is \
+         meaningless",
+    );
+    Ok(report)
+}
+
+fn describe(target: &Target, permits: usize) -> String {
+    match target {
+        Target::External { url, .. } => format!("server {url}"),
+        Target::InProcess { .. } => {
+            format!("in-process server (Argon2 permits {permits}, rate limit off)")
+        }
+    }
+}
+
+/// Logged-in residents, ready for a timed phase.
+pub(crate) struct Residents {
+    /// Session tokens, one per resident that enrolled and logged in.
+    pub(crate) sessions: Vec<String>,
+    /// The enrolment phase.
+    pub(crate) enrol: Phase,
+    /// The login phase.
+    pub(crate) login: Phase,
+    /// Answers `429` that were waited out and retried.
+    pub(crate) rate_limited_retries: u64,
+}
+
+/// Enrols `count` synthetic residents and logs them in, waiting out `429`
+/// answers (an external server's per-address limit) instead of failing.
+pub(crate) fn prepare_residents(
+    conn: &Connection,
+    count: usize,
+    concurrency: usize,
+    quiet: bool,
+) -> Result<Residents, BenchError> {
+    let tag = super::run_tag();
+    let retries = AtomicU64::new(0);
+    let patient = |agent: &ureq::Agent, url: &str, body: &[u8]| -> Result<client::Reply, String> {
+        loop {
+            match client::expect(
+                client::post(agent, url, "application/json", None, body),
+                201,
+            ) {
+                Err(kind) if kind.starts_with("429") => {
+                    retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(600));
+                }
+                other => return other,
+            }
+        }
+    };
+    let enrol_url = format!("{}/v1/residents", conn.url);
+    let login_url = format!("{}/v1/sessions", conn.url);
+    let enrol = run_counted("setup: enrol", count, concurrency, quiet, |agent, i| {
+        patient(agent, &enrol_url, &people::enrol_body(&tag, i)).map(drop)
+    });
+    let sessions = Mutex::new(vec![None; count]);
+    let login = run_counted("setup: log in", count, concurrency, quiet, |agent, i| {
+        let reply = patient(agent, &login_url, &people::login_body(&tag, i))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&reply.body).map_err(|_| "login: not JSON".to_owned())?;
+        let token = body["session_token"]
+            .as_str()
+            .ok_or_else(|| "login: no session_token".to_owned())?;
+        sessions.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(token.to_owned());
+        Ok(())
+    });
+    let sessions: Vec<String> = sessions
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    if sessions.is_empty() {
+        let why: Vec<String> = enrol
+            .errors
+            .iter()
+            .chain(login.errors.iter())
+            .map(|(k, n)| format!("{k} × {n}"))
+            .collect();
+        return Err(BenchError::Setup(format!(
+            "no resident could enrol and log in ({}); is a period open? pass \
+             --admin-token-file to let the bench open one",
+            why.join(", ")
+        )));
+    }
+    Ok(Residents {
+        sessions,
+        enrol,
+        login,
+        rate_limited_retries: retries.into_inner(),
+    })
+}

@@ -1,0 +1,243 @@
+//! An issuer started inside the benchmark process: `http::serve` on
+//! `127.0.0.1:0` over a fresh data directory, with limits the caller chooses
+//! (a `blindpass serve` has no flag to raise the per-address rate limit,
+//! which would otherwise throttle a load generator on one address).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use time::Duration;
+
+use super::{BenchError, ScratchDir};
+use crate::clock::SystemClock;
+use crate::crypto::kdf::Argon2Params;
+use crate::crypto::secret::{Passphrase, random_32};
+use crate::http::{AppState, HttpConfig};
+use crate::issuer::{Authority, AuthorityConfig};
+
+/// A running in-process issuer; stopped, and its data directory removed,
+/// when dropped.
+pub struct InProcessServer {
+    url: String,
+    admin_token: String,
+    http: HttpConfig,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+    // Dropped after the thread is joined, before the directory is removed.
+    authority: Arc<Authority>,
+    _scratch: ScratchDir,
+}
+
+impl std::fmt::Debug for InProcessServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcessServer {
+    /// Initialises a data directory under `scratch_parent` (real Argon2id
+    /// for the master slot, the default classes, signing keys for seven
+    /// days), opens a 14-day period, and serves it with `http`.
+    pub fn start(scratch_parent: &Path, http: HttpConfig) -> Result<Self, BenchError> {
+        let scratch = ScratchDir::create(scratch_parent, "server")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let config = AuthorityConfig {
+            issuer_request_uri: format!("{url}/token-request"),
+            ..AuthorityConfig::default()
+        };
+        let passphrase = Passphrase::new(hex::encode(random_32()));
+        let authority = Arc::new(Authority::init(
+            scratch.path(),
+            &passphrase,
+            Argon2Params::DEFAULT,
+            config,
+            Arc::new(SystemClock),
+        )?);
+        authority.open_period("bench", authority.now() + Duration::days(14), 0)?;
+        authority.ensure_signing_keys()?;
+        let admin_token = hex::encode(random_32());
+        let state = AppState::new(authority.clone(), http.clone(), &admin_token);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("bench-server")
+            .build()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("bench-server-main".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    crate::http::serve(listener, state, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                })
+            })?;
+        Ok(Self {
+            url,
+            admin_token,
+            http,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+            authority,
+            _scratch: scratch,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The limits it runs with.
+    pub fn http_config(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    /// The issuer core behind it.
+    pub fn authority(&self) -> &Arc<Authority> {
+        &self.authority
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Flush before the scratch directory goes; errors no longer matter.
+        let _ = self.authority.store().flush();
+    }
+}
+
+/// Limits for a benchmark server: the defaults of `blindpass serve`
+/// (Argon2id parameters, permits, timeouts) except the per-address rate
+/// limit, which is raised so that one load generator is not throttled.
+pub fn bench_http_config() -> HttpConfig {
+    HttpConfig {
+        rate_burst: u32::MAX,
+        rate_per_s: 1e9,
+        ..HttpConfig::default()
+    }
+}
+
+/// Where a load test sends its requests.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A running `blindpass serve`, with the admin token if one was given
+    /// (to open a period when none is open).
+    External {
+        /// Base URL, e.g. `http://127.0.0.1:8080`.
+        url: String,
+        /// The operator's admin bearer token.
+        admin_token: Option<String>,
+    },
+    /// An issuer started in this process.
+    InProcess {
+        /// Where its temporary data directory goes.
+        scratch_parent: std::path::PathBuf,
+        /// Its limits.
+        http: HttpConfig,
+    },
+}
+
+/// A target made ready: the URL to use, and the in-process server if any.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) url: String,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) server: Option<InProcessServer>,
+}
+
+impl Connection {
+    pub(crate) fn open(target: &Target) -> Result<Self, BenchError> {
+        match target {
+            Target::External { url, admin_token } => Ok(Self {
+                url: url.trim_end_matches('/').to_owned(),
+                admin_token: admin_token.clone(),
+                server: None,
+            }),
+            Target::InProcess {
+                scratch_parent,
+                http,
+            } => {
+                let server = InProcessServer::start(scratch_parent, http.clone())?;
+                Ok(Self {
+                    url: server.url().to_owned(),
+                    admin_token: Some(server.admin_token().to_owned()),
+                    server: Some(server),
+                })
+            }
+        }
+    }
+
+    /// A line for the report's setup.
+    pub(crate) fn describe(&self) -> String {
+        match &self.server {
+            Some(s) => format!(
+                "in-process server (sign permits {}, Argon2 permits {}, rate limit off)",
+                s.http_config().sign_permits,
+                s.http_config().argon2_permits
+            ),
+            None => format!("server {}", self.url),
+        }
+    }
+
+    /// Makes sure a period is open for enrolment: if none is and an admin
+    /// token is known, opens a 14-day one.
+    pub(crate) fn ensure_open_period(&self) -> Result<(), BenchError> {
+        let Some(token) = &self.admin_token else {
+            return Ok(());
+        };
+        let agent = super::client::agent();
+        let url = format!("{}/v1/admin/periods", self.url);
+        let reply = super::client::expect(super::client::get(&agent, &url, Some(token)), 200)
+            .map_err(|kind| BenchError::Setup(format!("GET /v1/admin/periods: {kind}")))?;
+        let list: serde_json::Value = serde_json::from_slice(&reply.body)
+            .map_err(|e| BenchError::Setup(format!("GET /v1/admin/periods: {e}")))?;
+        let now = time::OffsetDateTime::now_utc();
+        let open = list["live"].as_array().is_some_and(|live| {
+            live.iter().any(|p| {
+                let ends = p["ends_at"].as_str().and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+                p["destroy_pending"] == false && ends.is_some_and(|e| e > now)
+            })
+        });
+        if open {
+            return Ok(());
+        }
+        let ends = (now + Duration::days(14))
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let body = serde_json::json!({"name": "bench", "ends_at": ends, "grace_s": 0}).to_string();
+        super::client::expect(
+            super::client::post(
+                &agent,
+                &url,
+                "application/json",
+                Some(token),
+                body.as_bytes(),
+            ),
+            201,
+        )
+        .map_err(|kind| BenchError::Setup(format!("opening a period: {kind}")))?;
+        Ok(())
+    }
+}
