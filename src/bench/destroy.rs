@@ -220,3 +220,32 @@ fn raw_removes(
     store.flush().map_err(IssuerError::from)?;
     Ok((2 * keys.len(), t.elapsed()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_destruction_meets_its_targets_and_leaves_nothing() {
+        let scratch = tempfile::tempdir().unwrap();
+        let report = run(&DestroySettings {
+            records: 300,
+            scratch_parent: scratch.path().to_owned(),
+            quiet: true,
+        })
+        .unwrap();
+        let purged = report
+            .figures
+            .iter()
+            .find(|f| f.what == "sled entries purged")
+            .unwrap()
+            .value;
+        assert_eq!(purged, 600.0, "{report}");
+        assert!(report.checks.iter().all(|c| c.met), "{report}");
+        assert!(
+            report.notes.iter().all(|n| !n.contains("WARNING")),
+            "{report}"
+        );
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+}

@@ -253,3 +253,37 @@ pub(crate) fn prepare_residents(
         rate_limited_retries: retries.into_inner(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::server::bench_http_config;
+
+    #[test]
+    fn enrolment_and_login_succeed_in_process() {
+        let scratch = tempfile::tempdir().unwrap();
+        let report = run(&EnrolSettings {
+            target: Target::InProcess {
+                scratch_parent: scratch.path().to_owned(),
+                http: bench_http_config(),
+            },
+            concurrency: 2,
+            count: 3,
+            raw_seconds: 0.2,
+            quiet: true,
+        })
+        .unwrap();
+        let figure = |what: &str| {
+            report
+                .figures
+                .iter()
+                .find(|f| f.what == what)
+                .map(|f| f.value)
+                .unwrap()
+        };
+        assert_eq!(figure("enrolments"), 3.0, "{report}");
+        assert_eq!(figure("logins"), 3.0, "{report}");
+        assert!(report.errors.iter().all(|(_, e)| e.is_empty()), "{report}");
+        assert_eq!(report.ratios.len(), 3, "{report}");
+    }
+}

@@ -44,6 +44,8 @@ pub struct IssueSettings {
     pub requests: Option<usize>,
     /// Seconds per `openssl speed` operation; 0 skips it.
     pub openssl_seconds: u32,
+    /// How long raw signing is measured, before and again after.
+    pub calibration: Duration,
     /// No progress line.
     pub quiet: bool,
 }
@@ -93,7 +95,7 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
     // The limits, measured on this machine just before the timed phase.
     let backend = Backend::default_backend();
     let fixture = SignFixture::new(64)?;
-    let raw_before = fixture.rate(backend, n, Duration::from_secs(2));
+    let raw_before = fixture.rate(backend, n, settings.calibration);
     let speed = openssl_reference(n, settings.openssl_seconds, &mut report);
 
     // Blind every request before the clock starts.
@@ -135,7 +137,7 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
     drop(conn);
     // The limit again, the server stopped: the machine's load drifts, so
     // divide by the mean of before and after.
-    let raw_after = fixture.rate(backend, n, Duration::from_secs(2));
+    let raw_after = fixture.rate(backend, n, settings.calibration);
     drop(fixture);
     let raw = (raw_before.per_s + raw_after.per_s) / 2.0;
     let raw_cpu_ms = raw_before
@@ -154,7 +156,7 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
         report.figure("CPU per raw blind_sign", ms, "ms");
     }
     report.figure("blinding, client side (untimed)", blind_rate, "/s");
-    if let (Some(cpu), true) = (&run.cpu, in_process) {
+    if let (Some(cpu), true, true) = (&run.cpu, in_process, run.ok > 0) {
         // CPU time per pass from the threads' counters: what a pass costs
         // whatever else the machine was doing.
         let per_pass = |groups: &[&str]| -> f64 {
@@ -219,11 +221,16 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
     report.note(format!(
         "{checked} of {answered} sampled answers finalized into tokens that verify"
     ));
-    if let Some(at) = run.ran_out_after {
-        report.note(format!(
+    match run.ran_out_after {
+        Some(at) if at > 0.0 => report.note(format!(
             "the prepared requests ran out {at:.1} s into the timed phase; the rate is over \
              that time (pass --requests to prepare more)"
-        ));
+        )),
+        Some(_) => report.note(
+            "the prepared requests ran out during the warm-up: nothing was timed (pass \
+             --requests to prepare more)",
+        ),
+        None => {}
     }
     if matches!(settings.target, Target::External { .. }) {
         report
@@ -494,4 +501,69 @@ fn flush_latency(authority: &Arc<crate::issuer::Authority>) -> Result<(f64, f64)
     }
     let s = latencies.summary();
     Ok((s.p50_ms, s.mean_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::server::bench_http_config;
+
+    #[test]
+    fn a_short_in_process_run_issues_valid_passes() {
+        let scratch = tempfile::tempdir().unwrap();
+        let report = run(&IssueSettings {
+            target: Target::InProcess {
+                scratch_parent: scratch.path().to_owned(),
+                http: bench_http_config(),
+            },
+            residents: 2,
+            concurrency: 2,
+            duration: Duration::from_millis(500),
+            warmup: Duration::ZERO,
+            class: "medical".into(),
+            requests: Some(40),
+            openssl_seconds: 0,
+            calibration: Duration::from_millis(100),
+            quiet: true,
+        })
+        .unwrap();
+        let issued = report
+            .figures
+            .iter()
+            .find(|f| f.what == "passes issued (timed phase)")
+            .unwrap()
+            .value;
+        assert!(issued > 0.0, "{report}");
+        assert!(report.errors.iter().all(|(_, e)| e.is_empty()), "{report}");
+        assert!(
+            report.notes.iter().any(|n| n
+                .ends_with("of 40 sampled answers finalized into tokens that verify")
+                && n.starts_with("40 ")),
+            "{report}"
+        );
+        // The scratch data directory is gone with the server.
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_unknown_class_is_a_setup_error() {
+        let scratch = tempfile::tempdir().unwrap();
+        let err = run(&IssueSettings {
+            target: Target::InProcess {
+                scratch_parent: scratch.path().to_owned(),
+                http: bench_http_config(),
+            },
+            residents: 1,
+            concurrency: 1,
+            duration: Duration::from_millis(100),
+            warmup: Duration::ZERO,
+            class: "party".into(),
+            requests: Some(1),
+            openssl_seconds: 0,
+            calibration: Duration::from_millis(50),
+            quiet: true,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no key for class party"), "{err}");
+    }
 }

@@ -101,6 +101,9 @@ pub struct IssueArgs {
     /// Seconds per operation of `openssl speed -multi <cores> rsa2048`; 0 skips it.
     #[arg(long, default_value_t = 5)]
     openssl_seconds: u32,
+    /// Seconds of raw blind signing measured before, and again after, the timed phase.
+    #[arg(long, default_value_t = 2.0)]
+    calibrate_s: f64,
 }
 
 /// `bench enrol`.
@@ -233,6 +236,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 class: a.class,
                 requests: a.requests,
                 openssl_seconds: a.openssl_seconds,
+                calibration: seconds(a.calibrate_s, "--calibrate-s")?,
                 quiet,
             })
         }
