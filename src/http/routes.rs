@@ -93,13 +93,21 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn rate_limited() -> Problem {
-    Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate-limited",
-        "Too many attempts",
-        "slow down and retry in a few seconds",
-    )
+/// The per-address limit on login and enrolment attempts.
+fn check_rate(state: &AppState, addr: SocketAddr) -> Result<(), Problem> {
+    if state
+        .limiter
+        .allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s)
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many attempts",
+            "slow down and retry in a few seconds",
+        ))
+    }
 }
 
 fn busy() -> Problem {
@@ -270,12 +278,7 @@ pub(super) async fn enrol(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    if !state
-        .limiter
-        .allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s)
-    {
-        return Err(rate_limited());
-    }
+    check_rate(&state, addr)?;
     let body: EnrolBody = json_body(&state, &headers, body).await?;
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date_of_birth = time::Date::parse(body.date_of_birth.trim(), &format).map_err(|_| {
@@ -331,12 +334,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    if !state
-        .limiter
-        .allow(addr.ip(), state.config.rate_burst, state.config.rate_per_s)
-    {
-        return Err(rate_limited());
-    }
+    check_rate(&state, addr)?;
     let body: LoginBody = json_body(&state, &headers, body).await?;
     let password = Passphrase::new(body.password);
     let authority = state.authority.clone();
