@@ -648,7 +648,7 @@ impl Authority {
         Ok(())
     }
 
-    /// Destroys a period (crypto-shredding, DESIGN §4 step 5). Idempotent
+    /// Destroys a period (crypto-shredding, NIST SP 800-88 "cryptographic erase"). Idempotent
     /// and crash-safe: the intent is logged and recorded in the key ring
     /// first, so a restart at any point finishes the job.
     ///
