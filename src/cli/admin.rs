@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::issuer::{PeriodInfo, PeriodList};
+use crate::vault::keyring::DestroyedPeriod;
 use clap::Subcommand;
-use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
@@ -85,38 +86,6 @@ pub enum PeriodCommand {
 fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-12-31T23:59:59Z)"))
-}
-
-/// A live period as the server describes it.
-#[derive(Debug, Deserialize)]
-struct PeriodInfo {
-    id: String,
-    name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    opened_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    ends_at: OffsetDateTime,
-    grace_s: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    deadline: OffsetDateTime,
-    destroy_pending: bool,
-}
-
-/// A destroyed period.
-#[derive(Debug, Deserialize)]
-struct DestroyedInfo {
-    id: String,
-    name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    deadline: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    destroyed_at: OffsetDateTime,
-}
-
-#[derive(Debug, Deserialize)]
-struct PeriodList {
-    live: Vec<PeriodInfo>,
-    destroyed: Vec<DestroyedInfo>,
 }
 
 /// Runs `blindpass admin`.
@@ -258,7 +227,7 @@ fn print_live(periods: &[PeriodInfo]) {
     }
 }
 
-fn print_destroyed(periods: &[DestroyedInfo]) {
+fn print_destroyed(periods: &[DestroyedPeriod]) {
     if periods.is_empty() {
         println!("no destroyed periods");
         return;

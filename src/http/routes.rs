@@ -18,7 +18,7 @@ use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
 use crate::issuer::accounts::SessionOwner;
 use crate::issuer::resident::PersonalData;
-use crate::issuer::{IssuerError, PeriodInfo};
+use crate::issuer::{IssuerError, PeriodList};
 use crate::protocol::permit::Window;
 use crate::protocol::token::TokenRequest;
 
@@ -421,12 +421,6 @@ pub(super) async fn token_request(
         response.encode(),
     )
         .into_response())
-}
-
-#[derive(Serialize)]
-struct PeriodList {
-    live: Vec<PeriodInfo>,
-    destroyed: Vec<crate::vault::keyring::DestroyedPeriod>,
 }
 
 pub(super) async fn admin_list(State(state): State<AppState>, headers: HeaderMap) -> Answer {

@@ -894,8 +894,17 @@ impl Authority {
     }
 }
 
+/// Every period the admin API reports: live ones and tombstones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeriodList {
+    /// Periods whose keys are live.
+    pub live: Vec<PeriodInfo>,
+    /// Destroyed periods.
+    pub destroyed: Vec<DestroyedPeriod>,
+}
+
 /// A live period without its key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeriodInfo {
     /// Random id.
     pub id: PeriodId,
