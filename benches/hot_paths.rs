@@ -40,7 +40,7 @@ use blindpass::protocol::directory::{Directory, PublishedKey};
 use blindpass::protocol::permit::{ClassName, Window, WindowKind};
 use blindpass::protocol::qr::encode_payload;
 use blindpass::protocol::token::{Token, TokenChallenge, TokenRequest};
-use blindpass::store::{Store, StoreConfig};
+use blindpass::store::{ChargeOrder, Store, StoreConfig};
 use blindpass::vault::Vault;
 use blindpass::vault::keyring::{LivePeriod, SigningKeyEntry};
 use blindpass::vault::master::PassphraseSlot;
@@ -171,7 +171,13 @@ fn store(c: &mut Criterion) {
             idem.extend_from_slice(&n.to_be_bytes());
             // A stored blind signature is ~350 bytes of JSON.
             store
-                .charge_once(&period, &idem, b"q-medical", None, &[0x5a; 350])
+                .charge_once(&ChargeOrder {
+                    period,
+                    idem_key: idem,
+                    quota_key: b"q-medical".to_vec(),
+                    limit: None,
+                    value: vec![0x5a; 350],
+                })
                 .expect("charge")
         })
     });

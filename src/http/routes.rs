@@ -16,7 +16,7 @@ use super::AppState;
 use super::problem::Problem;
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
-use crate::issuer::accounts::SessionOwner;
+use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
 use crate::issuer::{IssuerError, PeriodList};
 use crate::protocol::permit::Window;
@@ -410,10 +410,16 @@ pub(super) async fn token_request(
     })?;
     let authority = state.authority.clone();
     let class = query.class;
-    let response = blocking(&state.signer, move || {
-        authority.issue(&owner, &class, &window, &request)
+    // The signing permit covers the signature only; the commit waits for
+    // the disk on the committer thread, so the cores keep signing.
+    let signed = blocking(&state.signer, move || {
+        authority.sign_pass(&owner, &class, &window, &request)
     })
     .await?;
+    let response = match signed {
+        Signed::Again(response) => response,
+        Signed::New(pass) => state.authority.commit_pass_queued(pass).await?,
+    };
     state.metrics.incr("passes_issued");
     Ok((
         StatusCode::OK,

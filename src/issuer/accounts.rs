@@ -24,7 +24,7 @@ use crate::crypto::secret::{Passphrase, random_32};
 use crate::ids::{PeriodId, ResidentId};
 use crate::protocol::permit::{ExtraField, Quota, Window};
 use crate::protocol::token::{TokenRequest, TokenResponse};
-use crate::store::{Charge, StoreError};
+use crate::store::{Charge, ChargeOrder, StoreError};
 
 /// Minimum password length in characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -287,8 +287,8 @@ impl Authority {
         Ok(())
     }
 
-    /// Issues one pass: class and window checks, eligibility, quota,
-    /// idempotency, then the blind signature (see the module's contract).
+    /// Issues one pass: [`Authority::sign_pass`], then
+    /// [`Authority::commit_pass`] (see the module's contract).
     pub fn issue(
         &self,
         owner: &SessionOwner,
@@ -296,6 +296,23 @@ impl Authority {
         window: &Window,
         request: &TokenRequest,
     ) -> Result<TokenResponse, IssuerError> {
+        match self.sign_pass(owner, class_name, window, request)? {
+            Signed::Again(response) => Ok(response),
+            Signed::New(pass) => self.commit_pass(pass),
+        }
+    }
+
+    /// The first half of issuance, all of its CPU: class and window checks,
+    /// eligibility, the idempotency lookup, the quota pre-check, and the
+    /// blind signature. Writes nothing; the signature stays inside the
+    /// [`UncommittedPass`] until a commit charges the quota.
+    pub fn sign_pass(
+        &self,
+        owner: &SessionOwner,
+        class_name: &str,
+        window: &Window,
+        request: &TokenRequest,
+    ) -> Result<Signed, IssuerError> {
         let class = self
             .config
             .classes
@@ -338,7 +355,7 @@ impl Authority {
         );
         let quota_key = self.quota_key(owner, class_name, window)?;
         if let Some(previous) = self.store.state_get(&owner.period, &idem_key)? {
-            return stored_response(&previous);
+            return Ok(Signed::Again(stored_response(&previous)?));
         }
         let limit = match class.quota {
             Quota::PerIsoWeek(n) => Some(u64::from(n)),
@@ -349,21 +366,46 @@ impl Authority {
                 return Err(IssuerError::QuotaExceeded);
             }
         }
-        // The expensive part, outside any transaction.
         let response = key
             .blind_sign(request)
             .map_err(|_| IssuerError::BadTokenRequest)?;
-        let stored = serde_json::to_vec(&StoredIssuance {
+        let value = serde_json::to_vec(&StoredIssuance {
             response: STANDARD_NO_PAD.encode(&response.blind_sig),
         })
         .map_err(|_| StoreError::Corrupt("issuance"))?;
-        match self
-            .store
-            .charge_once(&owner.period, &idem_key, &quota_key, limit, &stored)?
-        {
-            Charge::Charged => Ok(response),
-            Charge::Replayed(previous) => stored_response(&previous),
-            Charge::OverQuota => Err(IssuerError::QuotaExceeded),
+        Ok(Signed::New(UncommittedPass {
+            order: ChargeOrder {
+                period: owner.period,
+                idem_key,
+                quota_key,
+                limit,
+                value,
+            },
+            response,
+        }))
+    }
+
+    /// The second half: charges the quota and records the answer in one
+    /// transaction, flushed, and only then releases the signature (or the
+    /// one recorded by an earlier identical request).
+    pub fn commit_pass(&self, pass: UncommittedPass) -> Result<TokenResponse, IssuerError> {
+        let charge = self.store.charge_once(&pass.order)?;
+        pass.release(charge)
+    }
+
+    /// [`Authority::commit_pass`] through the store's committer thread,
+    /// which shares one flush among every pass committed meanwhile. For
+    /// async callers: the future holds no thread while it waits.
+    pub fn commit_pass_queued(
+        &self,
+        pass: UncommittedPass,
+    ) -> impl std::future::Future<Output = Result<TokenResponse, IssuerError>> + Send + 'static
+    {
+        let UncommittedPass { order, response } = pass;
+        let pending = self.store.charge_once_queued(order.clone());
+        async move {
+            let charge = pending.outcome().await?;
+            UncommittedPass { order, response }.release(charge)
         }
     }
 
@@ -395,6 +437,40 @@ impl Authority {
             QUOTA_PREFIX,
             self.period_index(&owner.period, "quota", &subject)?,
         ))
+    }
+}
+
+/// What [`Authority::sign_pass`] produced.
+#[derive(Debug)]
+pub enum Signed {
+    /// The same request was answered before: its recorded answer, free.
+    Again(TokenResponse),
+    /// A new signature, not yet released.
+    New(UncommittedPass),
+}
+
+/// A blind signature that may not leave until its quota charge is durable:
+/// the signature is private to this module and only
+/// [`Authority::commit_pass`] or [`Authority::commit_pass_queued`] let it
+/// out. Dropping it releases nothing and charges nothing.
+pub struct UncommittedPass {
+    order: ChargeOrder,
+    response: TokenResponse,
+}
+
+impl std::fmt::Debug for UncommittedPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UncommittedPass(<redacted>)")
+    }
+}
+
+impl UncommittedPass {
+    fn release(self, charge: Charge) -> Result<TokenResponse, IssuerError> {
+        match charge {
+            Charge::Charged => Ok(self.response),
+            Charge::Replayed(previous) => stored_response(&previous),
+            Charge::OverQuota => Err(IssuerError::QuotaExceeded),
+        }
     }
 }
 

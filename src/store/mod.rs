@@ -7,12 +7,18 @@
 //! Linux; so purging a period here is hygiene, never the deletion guarantee
 //! (that is the vault's key destruction).
 
+mod commit;
+
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, OnceLock, RwLock};
+
+pub use commit::PendingCharge;
 
 use crate::ids::{PeriodId, ResidentId};
 
 /// Storage failures.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// sled reported an error.
@@ -21,6 +27,9 @@ pub enum StoreError {
     /// A stored value had an unexpected shape.
     #[error("storage: corrupt entry in {0}")]
     Corrupt(&'static str),
+    /// The committer thread is gone (it could not start, or panicked).
+    #[error("storage: the commit thread has stopped")]
+    CommitterStopped,
 }
 
 /// The kinds of per-period tree. Each period has one tree of each kind.
@@ -91,11 +100,41 @@ struct GroupCommit {
     flushed: std::sync::atomic::AtomicU64,
 }
 
+/// One quota charge with its idempotency entry, for [`Store::charge_once`]
+/// or the committer ([`Store::charge_once_queued`]).
+#[derive(Debug, Clone)]
+pub struct ChargeOrder {
+    /// The period whose state tree holds both entries.
+    pub period: PeriodId,
+    /// Where the value is recorded; present means "already done".
+    pub idem_key: Vec<u8>,
+    /// The counter charged.
+    pub quota_key: Vec<u8>,
+    /// The counter's limit, if any.
+    pub limit: Option<u64>,
+    /// What is recorded under `idem_key`.
+    pub value: Vec<u8>,
+}
+
+/// Open tree handles by name. `open_tree` and `tree_names` each take
+/// sled's tree-map lock and allocate, and issuance reads three entries per
+/// pass, so handles are kept once a tree is known to exist.
+type TreeCache = RwLock<HashMap<String, sled::Tree>>;
+
+/// What the committer thread shares with the handles (not the queue, so
+/// the thread ends when the last [`Store`] is dropped).
+#[derive(Clone, Debug)]
+struct Core {
+    db: sled::Db,
+    commit: Arc<GroupCommit>,
+    trees: Arc<TreeCache>,
+}
+
 /// The sled database of one issuer.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: sled::Db,
-    commit: std::sync::Arc<GroupCommit>,
+    core: Core,
+    committer: Arc<OnceLock<commit::Queue>>,
 }
 
 fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
@@ -129,33 +168,25 @@ impl Store {
             }
         };
         Ok(Self {
-            db,
-            commit: std::sync::Arc::default(),
+            core: Core {
+                db,
+                commit: Arc::default(),
+                trees: Arc::default(),
+            },
+            committer: Arc::default(),
         })
     }
 
     fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(tree_name(period, kind))?)
+        self.core.tree(period, kind)
     }
 
-    /// The tree if it exists; reads never create trees, so a read after a
-    /// purge cannot bring a dropped period back.
     fn existing_tree(
         &self,
         period: &PeriodId,
         kind: TreeKind,
     ) -> Result<Option<sled::Tree>, StoreError> {
-        let name = tree_name(period, kind);
-        if self
-            .db
-            .tree_names()
-            .iter()
-            .any(|n| n.as_ref() == name.as_bytes())
-        {
-            Ok(Some(self.db.open_tree(name)?))
-        } else {
-            Ok(None)
-        }
+        self.core.existing_tree(period, kind)
     }
 
     /// Stores a sealed record under its resident id.
@@ -282,37 +313,22 @@ impl Store {
     /// [`Charge::Charged`] (with the value it stored) or
     /// [`Charge::Replayed`] (with the stored value); a crash before this
     /// returns has charged nothing that was not also recorded.
-    pub fn charge_once(
-        &self,
-        period: &PeriodId,
-        idem_key: &[u8],
-        quota_key: &[u8],
-        limit: Option<u64>,
-        value: &[u8],
-    ) -> Result<Charge, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let tree = self.tree(period, TreeKind::State)?;
-        let outcome = tree.transaction(|tx| {
-            if let Some(previous) = tx.get(idem_key)? {
-                return Ok(Charge::Replayed(previous.to_vec()));
-            }
-            let count = read_count(tx.get(quota_key)?.as_deref());
-            if limit.is_some_and(|limit| count >= limit) {
-                return Err(ConflictableTransactionError::Abort(()));
-            }
-            tx.insert(quota_key, &(count + 1).to_be_bytes()[..])?;
-            tx.insert(idem_key, value)?;
-            Ok(Charge::Charged)
-        });
-        match outcome {
-            Ok(Charge::Charged) => {
-                self.durable()?;
-                Ok(Charge::Charged)
-            }
-            Ok(other) => Ok(other),
-            Err(TransactionError::Abort(())) => Ok(Charge::OverQuota),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+    pub fn charge_once(&self, order: &ChargeOrder) -> Result<Charge, StoreError> {
+        let outcome = self.core.charge_unflushed(order)?;
+        if outcome == Charge::Charged {
+            self.durable()?;
         }
+        Ok(outcome)
+    }
+
+    /// [`Store::charge_once`] through one committer thread: it applies the
+    /// orders that queue up while it flushes, then flushes once for all of
+    /// them, so a burst of passes costs one flush and no blocked threads.
+    /// The answer arrives only after that flush (same contract).
+    pub fn charge_once_queued(&self, order: ChargeOrder) -> PendingCharge {
+        self.committer
+            .get_or_init(|| commit::Queue::start(self.core.clone()))
+            .submit(order)
     }
 
     /// Drops every tree of a period; returns how many entries they held.
@@ -324,16 +340,21 @@ impl Store {
             if let Some(tree) = self.existing_tree(period, kind)? {
                 removed += tree.len();
                 drop(tree);
-                self.db.drop_tree(name.as_bytes())?;
+                self.core.forget_tree(&name);
+                self.core.db.drop_tree(name.as_bytes())?;
+                // A handle cached while the tree was being dropped would
+                // point at a dead tree; forget it again.
+                self.core.forget_tree(&name);
             }
         }
-        self.db.flush()?;
+        self.core.db.flush()?;
         Ok(removed)
     }
 
     /// The periods that have any tree in the database.
     pub fn periods_present(&self) -> Vec<PeriodId> {
         let mut out: Vec<PeriodId> = self
+            .core
             .db
             .tree_names()
             .iter()
@@ -352,6 +373,106 @@ impl Store {
     /// Returns once every write made before the call is flushed, sharing
     /// one flush among concurrent callers (group commit).
     pub fn durable(&self) -> Result<(), StoreError> {
+        self.core.durable()
+    }
+
+    /// Writes buffered changes to the files (sled's flush; see module docs).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.core.db.flush()?;
+        Ok(())
+    }
+
+    /// The tree names, for audits of what is stored.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.core
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.core.db.size_on_disk()?)
+    }
+}
+
+impl Core {
+    fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
+        let name = tree_name(period, kind);
+        if let Some(tree) = self.cached_tree(&name) {
+            return Ok(tree);
+        }
+        let tree = self.db.open_tree(&name)?;
+        self.cache_tree(name, &tree);
+        Ok(tree)
+    }
+
+    /// The tree if it exists; reads never create trees, so a read after a
+    /// purge cannot bring a dropped period back.
+    fn existing_tree(
+        &self,
+        period: &PeriodId,
+        kind: TreeKind,
+    ) -> Result<Option<sled::Tree>, StoreError> {
+        let name = tree_name(period, kind);
+        if let Some(tree) = self.cached_tree(&name) {
+            return Ok(Some(tree));
+        }
+        if !self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == name.as_bytes())
+        {
+            return Ok(None);
+        }
+        let tree = self.db.open_tree(&name)?;
+        self.cache_tree(name, &tree);
+        Ok(Some(tree))
+    }
+
+    fn cached_tree(&self, name: &str) -> Option<sled::Tree> {
+        let trees = self.trees.read().unwrap_or_else(|e| e.into_inner());
+        trees.get(name).cloned()
+    }
+
+    fn cache_tree(&self, name: String, tree: &sled::Tree) {
+        let mut trees = self.trees.write().unwrap_or_else(|e| e.into_inner());
+        trees.insert(name, tree.clone());
+    }
+
+    fn forget_tree(&self, name: &str) {
+        let mut trees = self.trees.write().unwrap_or_else(|e| e.into_inner());
+        trees.remove(name);
+    }
+
+    /// The transaction of [`Store::charge_once`], without the flush.
+    fn charge_unflushed(&self, order: &ChargeOrder) -> Result<Charge, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let tree = self.tree(&order.period, TreeKind::State)?;
+        let outcome = tree.transaction(|tx| {
+            if let Some(previous) = tx.get(&order.idem_key)? {
+                return Ok(Charge::Replayed(previous.to_vec()));
+            }
+            let count = read_count(tx.get(&order.quota_key)?.as_deref());
+            if order.limit.is_some_and(|limit| count >= limit) {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            tx.insert(order.quota_key.as_slice(), &(count + 1).to_be_bytes()[..])?;
+            tx.insert(order.idem_key.as_slice(), order.value.as_slice())?;
+            Ok(Charge::Charged)
+        });
+        match outcome {
+            Ok(charge) => Ok(charge),
+            Err(TransactionError::Abort(())) => Ok(Charge::OverQuota),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// See [`Store::durable`].
+    fn durable(&self) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         let ticket = self.commit.written.fetch_add(1, SeqCst) + 1;
         if self.commit.flushed.load(SeqCst) >= ticket {
@@ -367,26 +488,6 @@ impl Store {
         self.db.flush()?;
         self.commit.flushed.fetch_max(target, SeqCst);
         Ok(())
-    }
-
-    /// Writes buffered changes to the files (sled's flush; see module docs).
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// The tree names, for audits of what is stored.
-    pub fn tree_names(&self) -> Vec<String> {
-        self.db
-            .tree_names()
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect()
-    }
-
-    /// Bytes sled uses on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
     }
 }
 
@@ -404,37 +505,75 @@ mod tests {
         assert_eq!(store.index_get(&p, &[1; 32]).unwrap().unwrap(), b"a");
     }
 
+    fn order(period: PeriodId, idem: &[u8], value: &[u8]) -> ChargeOrder {
+        ChargeOrder {
+            period,
+            idem_key: idem.to_vec(),
+            quota_key: b"q".to_vec(),
+            limit: Some(2),
+            value: value.to_vec(),
+        }
+    }
+
     #[test]
     fn charge_once_is_idempotent_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let p = PeriodId::generate();
-        assert_eq!(
-            store
-                .charge_once(&p, b"i1", b"q", Some(2), b"sig1")
-                .unwrap(),
-            Charge::Charged
-        );
-        assert_eq!(
-            store
-                .charge_once(&p, b"i1", b"q", Some(2), b"other")
-                .unwrap(),
-            Charge::Replayed(b"sig1".to_vec())
-        );
-        assert_eq!(
-            store
-                .charge_once(&p, b"i2", b"q", Some(2), b"sig2")
-                .unwrap(),
-            Charge::Charged
-        );
-        assert_eq!(
-            store
-                .charge_once(&p, b"i3", b"q", Some(2), b"sig3")
-                .unwrap(),
-            Charge::OverQuota
-        );
+        let charge = |idem: &[u8], value: &[u8]| store.charge_once(&order(p, idem, value)).unwrap();
+        assert_eq!(charge(b"i1", b"sig1"), Charge::Charged);
+        assert_eq!(charge(b"i1", b"other"), Charge::Replayed(b"sig1".to_vec()));
+        assert_eq!(charge(b"i2", b"sig2"), Charge::Charged);
+        assert_eq!(charge(b"i3", b"sig3"), Charge::OverQuota);
         assert_eq!(store.state_counter(&p, b"q").unwrap(), 2);
         assert!(store.state_get(&p, b"i3").unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_charges_batch_and_still_hold_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let p = PeriodId::generate();
+        // 200 distinct orders plus a replay of each, all in flight at once,
+        // against a limit of 2: exactly two are charged, and each replay
+        // answers with what its original stored, if anything.
+        let pending: Vec<_> = (0..200u32)
+            .flat_map(|i| {
+                let idem = i.to_be_bytes();
+                [
+                    store.charge_once_queued(order(p, &idem, &idem)),
+                    store.charge_once_queued(order(p, &idem, b"replay")),
+                ]
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for one in pending {
+            outcomes.push(one.outcome().await.unwrap());
+        }
+        let charged = outcomes.iter().filter(|o| **o == Charge::Charged).count();
+        assert_eq!(charged, 2);
+        assert_eq!(store.state_counter(&p, b"q").unwrap(), 2);
+        for pair in outcomes.chunks(2) {
+            if pair[0] == Charge::Charged {
+                assert!(matches!(&pair[1], Charge::Replayed(v) if v.len() == 4));
+            } else {
+                assert_eq!(pair, [Charge::OverQuota, Charge::OverQuota]);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_of_a_purged_period_find_nothing_and_create_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let p = PeriodId::generate();
+        store.state_insert(&p, b"k", b"v").unwrap();
+        // The handle is cached by now; the purge must drop it too.
+        assert_eq!(store.state_get(&p, b"k").unwrap().unwrap(), b"v");
+        store.purge_period(&p).unwrap();
+        assert!(store.state_get(&p, b"k").unwrap().is_none());
+        assert_eq!(store.state_counter(&p, b"k").unwrap(), 0);
+        assert!(store.periods_present().is_empty());
     }
 
     #[test]
