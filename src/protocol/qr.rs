@@ -5,6 +5,7 @@
 //! (version 14-M holds 2920 data bits; the payload needs 2958).
 
 use super::ProtocolError;
+use super::base45;
 use super::token::Token;
 
 /// The payload prefix; the digit is the payload format version.
@@ -13,7 +14,7 @@ pub const QR_PREFIX: &str = "BP1:";
 /// Renders a token as QR payload text.
 pub fn encode_payload(token: &Token) -> String {
     let mut out = String::from(QR_PREFIX);
-    out.push_str(&base45::encode(token.encode()));
+    out.push_str(&base45::encode(&token.encode()));
     out
 }
 
@@ -25,7 +26,7 @@ pub fn decode_payload(text: &str) -> Result<Token, ProtocolError> {
     let body = text
         .strip_prefix(QR_PREFIX)
         .ok_or(ProtocolError::WrongPrefix)?;
-    let bytes = base45::decode(body).map_err(|_| ProtocolError::BadEncoding)?;
+    let bytes = base45::decode(body)?;
     Token::decode(&bytes)
 }
 
