@@ -174,8 +174,8 @@ mod tests {
                     t_cost: 1,
                     p_cost: 1,
                 };
-                let ours = argon2id(&Passphrase::new(pass.clone()), b"saltsaltsaltsalt", params)
-                    .unwrap();
+                let ours =
+                    argon2id(&Passphrase::new(pass.clone()), b"saltsaltsaltsalt", params).unwrap();
                 assert_eq!(
                     ours.expose_secret(),
                     &oracle(&pass, b"saltsaltsaltsalt", m_cost_kib)
