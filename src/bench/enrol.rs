@@ -153,9 +153,9 @@ pub fn run(settings: &EnrolSettings) -> Result<Report, BenchError> {
     report.errors("login", login.errors);
     if matches!(settings.target, Target::External { .. }) {
         report.note(
-            "an external `blindpass serve` limits login and enrolment to a burst of 20 and 2/s \
-             per client address, and has no flag to raise it: expect `429 rate-limited` \
-             failures; use --in-process to measure the server rather than the limiter",
+            "an external `blindpass serve` limits login and enrolment per client address (by \
+             default a burst of 20, then 2/s): expect `429 rate-limited` failures unless it \
+             runs with a larger --rate-burst and --rate-per-s, or use --in-process",
         );
     }
     report.note(
@@ -197,28 +197,46 @@ pub(crate) fn prepare_residents(
 ) -> Result<Residents, BenchError> {
     let tag = super::run_tag();
     let retries = AtomicU64::new(0);
-    let patient = |agent: &ureq::Agent, url: &str, body: &[u8]| -> Result<client::Reply, String> {
-        loop {
-            match client::expect(
-                client::post(agent, url, "application/json", None, body),
-                201,
-            ) {
-                Err(kind) if kind.starts_with("429") => {
-                    retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(600));
-                }
-                other => return other,
-            }
-        }
-    };
     let enrol_url = format!("{}/v1/residents", conn.url);
-    let login_url = format!("{}/v1/sessions", conn.url);
     let enrol = run_counted("setup: enrol", count, concurrency, quiet, |agent, i| {
-        patient(agent, &enrol_url, &people::enrol_body(&tag, i)).map(drop)
+        post_patiently(agent, &enrol_url, &people::enrol_body(&tag, i), &retries).map(drop)
     });
+    let logged_in = log_in(&conn.url, &tag, count, concurrency, quiet);
+    if logged_in.sessions.is_empty() {
+        return Err(nobody_logged_in(&[&enrol, &logged_in.login]));
+    }
+    Ok(Residents {
+        sessions: logged_in.sessions,
+        enrol,
+        login: logged_in.login,
+        rate_limited_retries: retries.into_inner() + logged_in.rate_limited_retries,
+    })
+}
+
+/// Sessions of residents who logged in.
+pub(crate) struct Sessions {
+    /// Session tokens, one per resident that logged in.
+    pub(crate) sessions: Vec<String>,
+    /// The login phase.
+    pub(crate) login: Phase,
+    /// Answers `429` that were waited out and retried.
+    pub(crate) rate_limited_retries: u64,
+}
+
+/// Logs in residents `0..count` of run `tag` (enrolled with the synthetic
+/// password, over HTTP or in-process) at `base_url`.
+pub(crate) fn log_in(
+    base_url: &str,
+    tag: &str,
+    count: usize,
+    concurrency: usize,
+    quiet: bool,
+) -> Sessions {
+    let retries = AtomicU64::new(0);
+    let login_url = format!("{base_url}/v1/sessions");
     let sessions = Mutex::new(vec![None; count]);
     let login = run_counted("setup: log in", count, concurrency, quiet, |agent, i| {
-        let reply = patient(agent, &login_url, &people::login_body(&tag, i))?;
+        let reply = post_patiently(agent, &login_url, &people::login_body(tag, i), &retries)?;
         let body: serde_json::Value =
             serde_json::from_slice(&reply.body).map_err(|_| "login: not JSON".to_owned())?;
         let token = body["session_token"]
@@ -227,31 +245,52 @@ pub(crate) fn prepare_residents(
         sessions.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(token.to_owned());
         Ok(())
     });
-    let sessions: Vec<String> = sessions
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect();
-    if sessions.is_empty() {
-        let why: Vec<String> = enrol
-            .errors
-            .iter()
-            .chain(login.errors.iter())
-            .map(|(k, n)| format!("{k} × {n}"))
-            .collect();
-        return Err(BenchError::Setup(format!(
-            "no resident could enrol and log in ({}); is a period open? pass \
-             --admin-token-file to let the bench open one",
-            why.join(", ")
-        )));
-    }
-    Ok(Residents {
-        sessions,
-        enrol,
+    Sessions {
+        sessions: sessions
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .flatten()
+            .collect(),
         login,
         rate_limited_retries: retries.into_inner(),
-    })
+    }
+}
+
+/// The set-up error when no resident could log in, with why.
+fn nobody_logged_in(phases: &[&Phase]) -> BenchError {
+    let why: Vec<String> = phases
+        .iter()
+        .flat_map(|p| p.errors.iter())
+        .map(|(k, n)| format!("{k} × {n}"))
+        .collect();
+    BenchError::Setup(format!(
+        "no resident could enrol and log in ({}); is a period open? pass \
+         --admin-token-file to let the bench open one",
+        why.join(", ")
+    ))
+}
+
+/// `POST` a JSON body expecting `201`, waiting out `429` answers (the
+/// per-address limit of login and enrolment) and counting them.
+fn post_patiently(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    retries: &AtomicU64,
+) -> Result<client::Reply, String> {
+    loop {
+        match client::expect(
+            client::post(agent, url, "application/json", None, body),
+            201,
+        ) {
+            Err(kind) if kind.starts_with("429") => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -99,10 +99,15 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
     let speed = openssl_reference(n, settings.openssl_seconds, &mut report);
 
     // Blind every request before the clock starts.
-    let total = settings.duration + settings.warmup;
-    let wanted = settings.requests.unwrap_or_else(|| {
-        (raw_before.per_s * total.as_secs_f64() * 1.15).ceil() as usize + 4 * settings.concurrency
-    });
+    let load = Load {
+        concurrency: settings.concurrency,
+        warmup: settings.warmup,
+        duration: settings.duration,
+        quiet: settings.quiet,
+    };
+    let wanted = settings
+        .requests
+        .unwrap_or_else(|| load.requests_for(raw_before.per_s));
     let started = Instant::now();
     let (requests, pending) = blind_all(&key, digest, wanted, settings.quiet)?;
     let blind_rate = requests.len() as f64 / started.elapsed().as_secs_f64();
@@ -111,22 +116,9 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
         "{}/token-request?class={}&window={window}",
         conn.url, settings.class
     );
-    let run = timed_issuance(&url, &residents.sessions, &requests, settings);
+    let run = timed_issuance(&url, &residents.sessions, &requests, load);
     drop(requests);
-
-    // A sample of the answers, finished as a wallet would and verified.
-    let mut checked = 0;
-    for (p, answer) in pending.iter().zip(run.sample.iter()) {
-        let Some(bytes) = answer else { continue };
-        let ok = TokenResponse::decode(bytes)
-            .ok()
-            .and_then(|r| finalize(p, &r).ok())
-            .is_some_and(|t| key.verify_signature(&t).is_ok());
-        if ok {
-            checked += 1;
-        }
-    }
-    let answered = run.sample.iter().filter(|a| a.is_some()).count();
+    let (checked, answered) = check_sample(&key, &pending, &run);
 
     let in_process = conn.server.is_some();
     let flush = conn
@@ -145,7 +137,7 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
         .zip(raw_after.cpu_ms_per_op)
         .map(|(a, b)| (a + b) / 2.0);
 
-    let rate = run.ok as f64 / run.elapsed.as_secs_f64().max(1e-9);
+    let rate = run.rate();
     report.figure("passes issued (timed phase)", run.ok as f64, "");
     report.figure("timed phase", run.elapsed.as_secs_f64(), "s");
     report.figure("passes/s", rate, "/s");
@@ -215,23 +207,15 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
         None,
     );
     report.check("p99 latency", run.latency.p99_ms, "ms", TARGET_P99_MS);
-    report.latency("issue", run.latency);
-    report.errors("issue", run.errors);
-    report.cpu = run.cpu;
     report.note(format!(
         "{checked} of {answered} sampled answers finalized into tokens that verify"
     ));
-    match run.ran_out_after {
-        Some(at) if at > 0.0 => report.note(format!(
-            "the prepared requests ran out {at:.1} s into the timed phase; the rate is over \
-             that time (pass --requests to prepare more)"
-        )),
-        Some(_) => report.note(
-            "the prepared requests ran out during the warm-up: nothing was timed (pass \
-             --requests to prepare more)",
-        ),
-        None => {}
+    if let Some(note) = run.ran_out_note() {
+        report.note(note);
     }
+    report.latency("issue", run.latency);
+    report.errors("issue", run.errors);
+    report.cpu = run.cpu;
     if matches!(settings.target, Target::External { .. }) {
         report
             .note("the raw and openssl limits are measured on this (the load generator's) machine");
@@ -245,7 +229,10 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
 
 /// The public key, window and challenge digest for `class` today, from
 /// the server's directory.
-fn issuer_key(base: &str, class: &str) -> Result<(IssuerPublicKey, Window, [u8; 32]), BenchError> {
+pub(crate) fn issuer_key(
+    base: &str,
+    class: &str,
+) -> Result<(IssuerPublicKey, Window, [u8; 32]), BenchError> {
     let reply = client::expect(
         client::get(&agent(), &format!("{base}/v1/directory"), None),
         200,
@@ -287,7 +274,7 @@ type Blinded = (Vec<u8>, Option<PendingToken>);
 
 /// `count` encoded token requests, blinded on every core, and the pending
 /// tokens of the first [`SAMPLE`] of them (to finish and check later).
-fn blind_all(
+pub(crate) fn blind_all(
     key: &IssuerPublicKey,
     digest: [u8; 32],
     count: usize,
@@ -340,52 +327,145 @@ fn blind_all(
     Ok((requests, pending))
 }
 
-/// What the timed phase measured.
-struct TimedRun {
-    ok: u64,
-    elapsed: Duration,
-    latency: super::stats::LatencySummary,
-    errors: ErrorTally,
-    cpu: Option<cpu::CpuUse>,
-    sample: Vec<Option<Vec<u8>>>,
-    ran_out_after: Option<f64>,
+/// The shape of a load: how many clients send the prepared requests, for
+/// how long, after how long a warm-up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    /// Client threads, each with its own keep-alive connection.
+    pub(crate) concurrency: usize,
+    /// Untimed warm-up.
+    pub(crate) warmup: Duration,
+    /// The timed phase.
+    pub(crate) duration: Duration,
+    /// No progress line.
+    pub(crate) quiet: bool,
 }
 
-/// Sends the prepared requests from `concurrency` threads: a warm-up, then
-/// the timed phase. Only requests started inside the timed phase count,
-/// and the rate is over its length (as `wrk` does), so requests in flight
-/// at either edge balance out.
-fn timed_issuance(
+impl Load {
+    /// Requests to prepare so that a server answering at `per_s` does not
+    /// run out before the end (15 % spare, plus a few per client).
+    pub(crate) fn requests_for(&self, per_s: f64) -> usize {
+        let total = (self.warmup + self.duration).as_secs_f64();
+        (per_s * total * 1.15).ceil() as usize + 4 * self.concurrency.max(1)
+    }
+}
+
+/// One request of the timed phase: when it was sent, how long the answer
+/// took, and whether it was a pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub(crate) at: Instant,
+    pub(crate) latency: Duration,
+    pub(crate) ok: bool,
+}
+
+/// What the timed phase measured.
+pub(crate) struct TimedRun {
+    /// Passes issued in the timed phase.
+    pub(crate) ok: u64,
+    /// The phase's length (shorter if the prepared requests ran out).
+    pub(crate) elapsed: Duration,
+    /// Latencies of every timed request, failures included.
+    pub(crate) latency: super::stats::LatencySummary,
+    pub(crate) errors: ErrorTally,
+    pub(crate) cpu: Option<cpu::CpuUse>,
+    /// The answers to the first [`SAMPLE`] requests, to finish and check.
+    pub(crate) sample: Vec<Option<Vec<u8>>>,
+    /// Seconds into the timed phase when the prepared requests ran out.
+    pub(crate) ran_out_after: Option<f64>,
+    /// When the timed phase began.
+    pub(crate) timed_from: Instant,
+    /// Every timed request, in no particular order.
+    pub(crate) timeline: Vec<Sent>,
+}
+
+impl TimedRun {
+    /// Rate over the timed phase.
+    pub(crate) fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// What to tell the reader if the prepared requests ran out.
+    pub(crate) fn ran_out_note(&self) -> Option<String> {
+        match self.ran_out_after {
+            Some(at) if at > 0.0 => Some(format!(
+                "the prepared requests ran out {at:.1} s into the timed phase; the rate is \
+                 over that time (pass --requests to prepare more)"
+            )),
+            Some(_) => Some(
+                "the prepared requests ran out during the warm-up: nothing was timed (pass \
+                 --requests to prepare more)"
+                    .to_owned(),
+            ),
+            None => None,
+        }
+    }
+}
+
+/// Finishes the sampled answers into tokens as a wallet would and verifies
+/// them: `(verified, answered)`.
+pub(crate) fn check_sample(
+    key: &IssuerPublicKey,
+    pending: &[PendingToken],
+    run: &TimedRun,
+) -> (usize, usize) {
+    let mut checked = 0;
+    for (p, answer) in pending.iter().zip(run.sample.iter()) {
+        let Some(bytes) = answer else { continue };
+        let ok = TokenResponse::decode(bytes)
+            .ok()
+            .and_then(|r| finalize(p, &r).ok())
+            .is_some_and(|t| key.verify_signature(&t).is_ok());
+        if ok {
+            checked += 1;
+        }
+    }
+    let answered = run.sample.iter().filter(|a| a.is_some()).count();
+    (checked, answered)
+}
+
+/// What one client thread saw.
+#[derive(Default)]
+struct ClientTally {
+    latencies: Latencies,
+    errors: ErrorTally,
+    ok: u64,
+    timeline: Vec<Sent>,
+}
+
+/// Sends the prepared requests from `load.concurrency` threads: a warm-up,
+/// then the timed phase. Only requests started inside the timed phase
+/// count, and the rate is over its length (as `wrk` does), so requests in
+/// flight at either edge balance out.
+pub(crate) fn timed_issuance(
     url: &str,
     sessions: &[String],
     requests: &[Vec<u8>],
-    settings: &IssueSettings,
+    load: Load,
 ) -> TimedRun {
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(
         "issue",
         counters.clone(),
-        Goal::Time(settings.warmup + settings.duration),
-        settings.quiet,
+        Goal::Time(load.warmup + load.duration),
+        load.quiet,
     );
     let next = AtomicUsize::new(0);
     let sample: Vec<Mutex<Option<Vec<u8>>>> = (0..SAMPLE).map(|_| Mutex::new(None)).collect();
     let ran_out: Mutex<Option<Instant>> = Mutex::new(None);
     let start = Instant::now();
-    let warm_end = start + settings.warmup;
-    let end = warm_end + settings.duration;
+    let warm_end = start + load.warmup;
+    let end = warm_end + load.duration;
     let n = cores();
     let (results, cpu) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..settings.concurrency.max(1))
+        let workers: Vec<_> = (0..load.concurrency.max(1))
             .filter_map(|w| {
                 let (next, counters, sample, ran_out) = (&next, &counters, &sample, &ran_out);
                 std::thread::Builder::new()
                     .name(format!("bench-client-{w}"))
                     .spawn_scoped(scope, move || {
                         let agent = agent();
-                        let mut latencies = Latencies::default();
-                        let mut errors = ErrorTally::default();
-                        let mut ok = 0u64;
+                        let mut tally = ClientTally::default();
                         loop {
                             let t0 = Instant::now();
                             if t0 >= end {
@@ -398,46 +478,28 @@ fn timed_issuance(
                                 break;
                             };
                             let session = &sessions[i % sessions.len()];
-                            let outcome = client::expect(
-                                client::post(
-                                    &agent,
-                                    url,
-                                    client::TOKEN_REQUEST_TYPE,
-                                    Some(session),
-                                    body,
-                                ),
-                                200,
-                            )
-                            .and_then(|reply| {
-                                if reply.body.len() == NK {
-                                    Ok(reply.body)
-                                } else {
-                                    Err("200 wrong-length-response".to_owned())
-                                }
-                            });
+                            let outcome = send(&agent, url, session, body);
                             let elapsed = t0.elapsed();
                             counters.record(outcome.is_ok());
-                            let timed = t0 >= warm_end;
+                            if let (Ok(answer), Some(slot)) = (&outcome, sample.get(i)) {
+                                *slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                                    Some(answer.clone());
+                            }
+                            if t0 < warm_end {
+                                continue;
+                            }
+                            tally.latencies.push(elapsed);
+                            tally.timeline.push(Sent {
+                                at: t0,
+                                latency: elapsed,
+                                ok: outcome.is_ok(),
+                            });
                             match outcome {
-                                Ok(answer) => {
-                                    if let Some(slot) = sample.get(i) {
-                                        *slot.lock().unwrap_or_else(|e| e.into_inner()) =
-                                            Some(answer);
-                                    }
-                                    if timed {
-                                        ok += 1;
-                                        latencies.push(elapsed);
-                                    }
-                                }
-                                Err(kind) => {
-                                    if timed {
-                                        errors.add(kind);
-                                        latencies.push(elapsed);
-                                    }
-                                }
+                                Ok(_) => tally.ok += 1,
+                                Err(kind) => tally.errors.add(kind),
                             }
                         }
-                        (latencies, errors, ok)
+                        tally
                     })
                     .ok()
             })
@@ -453,13 +515,12 @@ fn timed_issuance(
         (results, cpu)
     });
     drop(progress);
-    let mut latencies = Latencies::default();
-    let mut errors = ErrorTally::default();
-    let mut ok = 0;
-    for (l, e, k) in results {
-        latencies.merge(l);
-        errors.merge(e);
-        ok += k;
+    let mut all = ClientTally::default();
+    for t in results {
+        all.latencies.merge(t.latencies);
+        all.errors.merge(t.errors);
+        all.ok += t.ok;
+        all.timeline.extend(t.timeline);
     }
     let ran_out = ran_out.into_inner().unwrap_or_else(|e| e.into_inner());
     let (elapsed, ran_out_after) = match ran_out {
@@ -467,19 +528,34 @@ fn timed_issuance(
             let into = at.saturating_duration_since(warm_end);
             (into, Some(into.as_secs_f64()))
         }
-        _ => (settings.duration, None),
+        _ => (load.duration, None),
     };
     TimedRun {
-        ok,
+        ok: all.ok,
         elapsed,
-        latency: latencies.summary(),
-        errors,
+        latency: all.latencies.summary(),
+        errors: all.errors,
         cpu,
         sample: sample
             .into_iter()
             .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()))
             .collect(),
         ran_out_after,
+        timed_from: warm_end,
+        timeline: all.timeline,
+    }
+}
+
+/// One token request; the answer's bytes, or the kind of failure.
+fn send(agent: &ureq::Agent, url: &str, session: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    let reply = client::expect(
+        client::post(agent, url, client::TOKEN_REQUEST_TYPE, Some(session), body),
+        200,
+    )?;
+    if reply.body.len() == NK {
+        Ok(reply.body)
+    } else {
+        Err("200 wrong-length-response".to_owned())
     }
 }
 

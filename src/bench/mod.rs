@@ -13,6 +13,9 @@
 //! - [`destroy`]: a period of N records destroyed: time until the key is
 //!   gone, and the purge against sled removing the same entries one by one.
 //! - [`raw`]: raw blind signing per backend on one and on every core.
+//! - [`scale`]: a real `blindpass serve` over a data directory of a city's
+//!   size: start time, memory under load, the stall a period's destruction
+//!   causes, size on disk per resident.
 //!
 //! Only the command line reads argv and the environment: every mode takes
 //! its settings as a plain struct and returns a [`report::Report`].
@@ -23,6 +26,7 @@ pub mod issue;
 pub mod openssl_speed;
 pub mod raw;
 pub mod report;
+pub mod scale;
 pub mod server;
 pub mod verify;
 
@@ -30,6 +34,7 @@ mod client;
 mod cpu;
 mod people;
 mod progress;
+mod spawned;
 mod stats;
 
 use std::path::{Path, PathBuf};

@@ -10,6 +10,11 @@ use crate::issuer::resident::PersonalData;
 /// generated data in a throwaway data directory).
 const PASSWORD: &str = "bench-password-not-secret";
 
+/// The synthetic password, for residents enrolled in-process.
+pub(crate) fn password() -> crate::crypto::secret::Passphrase {
+    crate::crypto::secret::Passphrase::new(PASSWORD.to_owned())
+}
+
 /// The `n`th resident of run `tag`: a document number unique per run
 /// (`B` + 6 hex digits + 7 digits, within the 4-20 character rule).
 pub(crate) fn personal(tag: &str, n: usize) -> PersonalData {

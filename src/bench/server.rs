@@ -1,7 +1,8 @@
 //! An issuer started inside the benchmark process: `http::serve` on
 //! `127.0.0.1:0` over a fresh data directory, with limits the caller chooses
-//! (a `blindpass serve` has no flag to raise the per-address rate limit,
-//! which would otherwise throttle a load generator on one address).
+//! (the per-address rate limit raised, as `blindpass serve --rate-burst
+//! --rate-per-s` can also do, so that one load generator on one address is
+//! not throttled), and its threads visible to the CPU accounting.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use super::CliError;
 use crate::bench::server::{Target, bench_http_config};
-use crate::bench::{destroy, enrol, issue, raw, verify};
+use crate::bench::{destroy, enrol, issue, raw, scale, verify};
 
 /// Arguments of `blindpass bench`.
 #[derive(Debug, Args)]
@@ -40,6 +40,10 @@ pub enum Mode {
     Destroy(DestroyArgs),
     /// Raw blind signing per backend, on one and on every core.
     Sign(SignArgs),
+    /// A real `blindpass serve` over N enrolled residents: start time, memory
+    /// under load, the stall while a period of M residents is destroyed,
+    /// size on disk per resident.
+    Scale(ScaleArgs),
 }
 
 /// Which server to load.
@@ -150,6 +154,48 @@ pub struct DestroyArgs {
     scratch_dir: Option<PathBuf>,
 }
 
+/// `bench scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Residents enrolled in the current period (in-process, before the
+    /// server starts).
+    #[arg(long, default_value_t = 1_000_000)]
+    residents: usize,
+    /// How many of them get a password, log in over HTTP and ask for passes.
+    #[arg(long, default_value_t = 100)]
+    with_passwords: usize,
+    /// Residents of the period destroyed under load [default: --residents].
+    #[arg(long)]
+    doomed: Option<usize>,
+    /// Client threads asking for passes.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Length of the timed phase of the load, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration_s: f64,
+    /// Untimed warm-up before it, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_s: f64,
+    /// Seconds into the timed phase at which the doomed period is ended
+    /// [default: a third of --duration-s].
+    #[arg(long)]
+    end_after_s: Option<f64>,
+    /// The server's sled page cache, MiB (passed to `serve --cache-mib`).
+    #[arg(long, default_value_t = 64)]
+    cache_mib: u64,
+    /// Token requests to prepare (default: 1.5 times what a short probe of
+    /// the server says the load will use).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Where the temporary data directory goes (default: the system temp dir).
+    #[arg(long)]
+    scratch_dir: Option<PathBuf>,
+    /// Keep the server's log (stdout and stderr) in this file (default: in
+    /// the temporary directory, removed with it).
+    #[arg(long)]
+    server_log: Option<PathBuf>,
+}
+
 /// `bench sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
@@ -215,6 +261,44 @@ fn seconds(s: f64, what: &str) -> anyhow::Result<Duration> {
     })
 }
 
+fn scale_settings(a: ScaleArgs, quiet: bool) -> anyhow::Result<scale::ScaleSettings> {
+    if a.concurrency == 0 || a.with_passwords == 0 || a.with_passwords > a.residents {
+        return Err(CliError::new(
+            "--concurrency must be at least 1, and --with-passwords from 1 to --residents",
+            "e.g. --residents 100000 --with-passwords 100 --concurrency 16",
+        )
+        .into());
+    }
+    let duration = seconds(a.duration_s, "--duration-s")?;
+    let end_after = match a.end_after_s {
+        Some(s) => seconds(s, "--end-after-s")?,
+        None => duration / 3,
+    };
+    if end_after >= duration {
+        return Err(CliError::new(
+            "--end-after-s must fall inside the timed phase",
+            "make it smaller than --duration-s",
+        )
+        .into());
+    }
+    Ok(scale::ScaleSettings {
+        residents: a.residents,
+        with_passwords: a.with_passwords,
+        doomed: a.doomed.unwrap_or(a.residents),
+        concurrency: a.concurrency,
+        warmup: seconds(a.warmup_s, "--warmup-s")?,
+        duration,
+        end_after,
+        cache_mib: a.cache_mib,
+        requests: a.requests,
+        // The server measured is this very binary, run as `serve`.
+        serve_exe: std::env::current_exe().context("finding this executable")?,
+        scratch_parent: scratch(a.scratch_dir),
+        server_log: a.server_log,
+        quiet,
+    })
+}
+
 /// Runs `blindpass bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
@@ -257,6 +341,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             scratch_parent: scratch(a.scratch_dir),
             quiet,
         }),
+        Mode::Scale(a) => scale::run(&scale_settings(a, quiet)?),
         Mode::Sign(a) => raw::sign(&raw::SignSettings {
             seconds: a.seconds,
             openssl_seconds: a.openssl_seconds,

@@ -60,6 +60,23 @@ pub struct ServeArgs {
     /// sled page cache, MiB.
     #[arg(long, default_value_t = 64)]
     pub cache_mib: u64,
+    /// Login and enrolment attempts one client address may make at once
+    /// (the burst of its token bucket). Raise it only for load tests from
+    /// a single address.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub rate_burst: u32,
+    /// Login and enrolment attempts per second and client address once its
+    /// burst is spent (the bucket's refill rate).
+    #[arg(long, default_value_t = 2.0, value_name = "PER_S")]
+    pub rate_per_s: f64,
+    /// Concurrent RSA blind signatures (issuance) [default: cores].
+    #[arg(long, value_name = "N")]
+    pub sign_permits: Option<usize>,
+    /// Concurrent Argon2id computations (login, enrolment); fewer than the
+    /// cores keeps a login flood from starving issuance [default: cores / 2,
+    /// at least 1].
+    #[arg(long, value_name = "N")]
+    pub argon2_permits: Option<usize>,
     /// When the expiry job runs: a six-field cron expression (sec min hour
     /// day month weekday). A pass also runs at every start.
     #[arg(long, default_value = crate::scheduler::EVERY_MINUTE)]
@@ -114,6 +131,32 @@ fn passphrase(args: &ServeArgs) -> anyhow::Result<Passphrase> {
     .into())
 }
 
+/// The HTTP limits: `blindpass serve`'s defaults, with the flags applied.
+fn http_config(args: &ServeArgs) -> anyhow::Result<HttpConfig> {
+    if args.rate_burst == 0 || !args.rate_per_s.is_finite() || args.rate_per_s <= 0.0 {
+        return Err(CliError::new(
+            "--rate-burst must be at least 1 and --rate-per-s a positive number",
+            "e.g. --rate-burst 20 --rate-per-s 2",
+        )
+        .into());
+    }
+    if args.sign_permits == Some(0) || args.argon2_permits == Some(0) {
+        return Err(CliError::new(
+            "--sign-permits and --argon2-permits must be at least 1",
+            "leave them out for the defaults (cores, cores / 2)",
+        )
+        .into());
+    }
+    let defaults = HttpConfig::default();
+    Ok(HttpConfig {
+        rate_burst: args.rate_burst,
+        rate_per_s: args.rate_per_s,
+        sign_permits: args.sign_permits.unwrap_or(defaults.sign_permits),
+        argon2_permits: args.argon2_permits.unwrap_or(defaults.argon2_permits),
+        ..defaults
+    })
+}
+
 /// Reads or creates the operator's admin token (mode 0600).
 fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     let path = data_dir.join("admin.token");
@@ -140,6 +183,7 @@ fn init_logging(format: LogFormat) {
 /// Runs `blindpass serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    let http = http_config(&args)?;
     let pass = passphrase(&args)?;
     let public_url = args
         .public_url
@@ -156,6 +200,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let layout = DataDir::new(&args.data_dir);
     let clock = Arc::new(SystemClock);
+    // Each start-up step logs what it took: a slow start can be traced to
+    // the master slot and sled's recovery, the expiry pass, or key generation.
+    let step = std::time::Instant::now();
     let authority = if layout.master_slot().exists() {
         Authority::open(&args.data_dir, &pass, config, clock)
     } else {
@@ -177,6 +224,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e).context("opening the data directory"),
     };
+    tracing::info!(
+        took_ms = step.elapsed().as_millis() as u64,
+        "data directory open (master slot, key ring, sled, audit log, recovery)"
+    );
     if args.dev && authority.current_period().is_err() {
         let ends = authority.now() + Duration::days(14);
         authority.open_period("default", ends, 86_400)?;
@@ -187,18 +238,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .append(authority.now(), crate::audit::Event::ServiceStarted)?;
     // Deadlines that passed while the service was down are met now,
     // before any request is accepted.
+    let step = std::time::Instant::now();
     let expiry = authority.destroy_due(crate::scheduler::VERIFIER_SKEW)?;
+    tracing::info!(
+        took_ms = step.elapsed().as_millis() as u64,
+        destroyed = expiry.destroyed.len(),
+        "expiry pass at start"
+    );
     for report in &expiry.destroyed {
         eprintln!(
             "destroyed period {} at startup ({} s after its deadline)",
             report.period, report.late_by_s
         );
     }
+    let step = std::time::Instant::now();
     let generated = authority.ensure_signing_keys()?;
     authority.retire_signing_keys(Duration::minutes(5))?;
-    tracing::info!(generated, "signing keys ready");
+    tracing::info!(
+        generated,
+        took_ms = step.elapsed().as_millis() as u64,
+        "signing keys ready"
+    );
     let (token, token_path) = admin_token(&args.data_dir)?;
-    let state = AppState::new(authority.clone(), HttpConfig::default(), &token);
+    let state = AppState::new(authority.clone(), http, &token);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -248,4 +310,64 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(args);
+        Wrapper::try_parse_from(argv).unwrap().serve
+    }
+
+    #[test]
+    fn limits_default_to_the_http_defaults() {
+        let config = http_config(&parse(&[])).unwrap();
+        let defaults = HttpConfig::default();
+        assert_eq!(config.rate_burst, 20);
+        assert_eq!(config.rate_per_s, 2.0);
+        assert_eq!(config.sign_permits, defaults.sign_permits);
+        assert_eq!(config.argon2_permits, defaults.argon2_permits);
+    }
+
+    #[test]
+    fn limit_flags_reach_the_http_config() {
+        let config = http_config(&parse(&[
+            "--rate-burst",
+            "1000000",
+            "--rate-per-s",
+            "1e6",
+            "--sign-permits",
+            "8",
+            "--argon2-permits",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(config.rate_burst, 1_000_000);
+        assert_eq!(config.rate_per_s, 1e6);
+        assert_eq!(config.sign_permits, 8);
+        assert_eq!(config.argon2_permits, 3);
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused() {
+        for bad in [
+            &["--rate-burst", "0"][..],
+            &["--rate-per-s", "0"],
+            &["--rate-per-s", "NaN"],
+            &["--sign-permits", "0"],
+            &["--argon2-permits", "0"],
+        ] {
+            assert!(http_config(&parse(bad)).is_err(), "{bad:?}");
+        }
+    }
 }
