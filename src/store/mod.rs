@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The committer thread is gone (it could not start, or panicked).
     #[error("storage: the commit thread has stopped")]
     CommitterStopped,
+    /// The purge thread could not start, or panicked.
+    #[error("storage: the purge thread failed")]
+    PurgeThread,
 }
 
 /// The kinds of per-period tree. Each period has one tree of each kind.
@@ -333,7 +336,31 @@ impl Store {
 
     /// Drops every tree of a period; returns how many entries they held.
     /// Hygiene only: sled may keep the bytes in its files until reused.
+    ///
+    /// Runs on a thread of its own at idle scheduling priority, so that a
+    /// large purge (seconds of CPU for a million residents) takes only
+    /// the CPU that issuance leaves over; the caller waits for it.
     pub fn purge_period(&self, period: &PeriodId) -> Result<usize, StoreError> {
+        std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("blindpass-purge".into())
+                .spawn_scoped(scope, || {
+                    // Best effort: without it the purge only runs at normal priority.
+                    let _ = thread_priority::set_thread_priority_and_policy(
+                        thread_priority::thread_native_id(),
+                        thread_priority::ThreadPriority::Min,
+                        thread_priority::ThreadSchedulePolicy::Normal(
+                            thread_priority::NormalThreadSchedulePolicy::Idle,
+                        ),
+                    );
+                    self.purge_now(period)
+                })
+                .map_err(|_| StoreError::PurgeThread)?;
+            worker.join().unwrap_or(Err(StoreError::PurgeThread))
+        })
+    }
+
+    fn purge_now(&self, period: &PeriodId) -> Result<usize, StoreError> {
         let mut removed = 0;
         for kind in TreeKind::ALL {
             let name = tree_name(period, kind);
