@@ -64,7 +64,7 @@ impl InProcessServer {
         authority.open_period("bench", authority.now() + Duration::days(14), 0)?;
         authority.ensure_signing_keys()?;
         let admin_token = hex::encode(random_32());
-        let state = AppState::new(authority.clone(), http.clone(), &admin_token);
+        let state = AppState::new(authority.clone(), http.clone(), &admin_token)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("bench-server")

@@ -260,7 +260,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "signing keys ready"
     );
     let (token, token_path) = admin_token(&args.data_dir)?;
-    let state = AppState::new(authority.clone(), http, &token);
+    let state = AppState::new(authority.clone(), http, &token)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

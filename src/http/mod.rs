@@ -1,13 +1,16 @@
 //! The HTTP face of the issuer (axum): thin handlers over
 //! [`crate::issuer::Authority`]. This is the only module that knows axum.
 //!
-//! Expensive work — Argon2 at enrolment and login, RSA at issuance — runs on
-//! the blocking pool, each behind its own semaphore, so a login flood cannot
-//! starve issuance and neither can stall the async workers.
+//! Expensive work runs off the async workers, each kind with its own limit,
+//! so a login flood cannot starve issuance and neither can stall the async
+//! workers: Argon2 (enrolment, login) on the blocking pool behind a
+//! semaphore, RSA (issuance, key generation) on a fixed pool of signing
+//! threads (`signers`).
 
 pub mod metrics;
 pub mod problem;
 mod routes;
+mod signers;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -100,7 +103,7 @@ pub struct AppState {
     admin_token_hash: [u8; 32],
     metrics: Arc<Metrics>,
     argon2: Arc<Semaphore>,
-    signer: Arc<Semaphore>,
+    signers: signers::Signers,
     limiter: Arc<RateLimiter>,
 }
 
@@ -112,17 +115,21 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over an authority; `admin_token` is the operator's bearer token.
-    pub fn new(authority: Arc<Authority>, config: HttpConfig, admin_token: &str) -> Self {
+    pub fn new(
+        authority: Arc<Authority>,
+        config: HttpConfig,
+        admin_token: &str,
+    ) -> std::io::Result<Self> {
         use sha2::Digest;
-        Self {
+        Ok(Self {
             argon2: Arc::new(Semaphore::new(config.argon2_permits.max(1))),
-            signer: Arc::new(Semaphore::new(config.sign_permits.max(1))),
+            signers: signers::Signers::start(config.sign_permits)?,
             authority,
             admin_token_hash: sha2::Sha256::digest(admin_token.as_bytes()).into(),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             limiter: Arc::new(RateLimiter::default()),
-        }
+        })
     }
 
     /// The metrics registry.

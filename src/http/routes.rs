@@ -410,12 +410,13 @@ pub(super) async fn token_request(
     })?;
     let authority = state.authority.clone();
     let class = query.class;
-    // The signing permit covers the signature only; the commit waits for
-    // the disk on the committer thread, so the cores keep signing.
-    let signed = blocking(&state.signer, move || {
-        authority.sign_pass(&owner, &class, &window, &request)
-    })
-    .await?;
+    // A signing thread does the signature only; the commit waits for the
+    // disk on the committer thread, so the cores keep signing.
+    let signed = state
+        .signers
+        .run(move || authority.sign_pass(&owner, &class, &window, &request))
+        .await
+        .ok_or_else(Problem::internal)??;
     let response = match signed {
         Signed::Again(response) => response,
         Signed::New(pass) => state.authority.commit_pass_queued(pass).await?,
@@ -458,10 +459,11 @@ pub(super) async fn admin_open(
     admin(&state, &headers)?;
     let body: OpenBody = json_body(&state, &headers, body).await?;
     let authority = state.authority.clone();
-    let id = blocking(&state.signer, move || {
-        authority.open_period(&body.name, body.ends_at, body.grace_s)
-    })
-    .await?;
+    let id = state
+        .signers
+        .run(move || authority.open_period(&body.name, body.ends_at, body.grace_s))
+        .await
+        .ok_or_else(Problem::internal)??;
     let info = state
         .authority
         .period_info(&id)

@@ -62,7 +62,7 @@ impl TestServer {
             .open_period("test", START + Duration::days(30), 3600)
             .unwrap();
         authority.ensure_signing_keys().unwrap();
-        let state = AppState::new(authority.clone(), http, ADMIN);
+        let state = AppState::new(authority.clone(), http, ADMIN).unwrap();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
