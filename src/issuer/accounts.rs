@@ -390,7 +390,7 @@ impl Authority {
     /// one recorded by an earlier identical request).
     pub fn commit_pass(&self, pass: UncommittedPass) -> Result<TokenResponse, IssuerError> {
         let charge = self.store.charge_once(&pass.order)?;
-        pass.release(charge)
+        release(pass.response, charge)
     }
 
     /// [`Authority::commit_pass`] through the store's committer thread,
@@ -402,11 +402,8 @@ impl Authority {
     ) -> impl std::future::Future<Output = Result<TokenResponse, IssuerError>> + Send + 'static
     {
         let UncommittedPass { order, response } = pass;
-        let pending = self.store.charge_once_queued(order.clone());
-        async move {
-            let charge = pending.outcome().await?;
-            UncommittedPass { order, response }.release(charge)
-        }
+        let pending = self.store.charge_once_queued(order);
+        async move { release(response, pending.outcome().await?) }
     }
 
     /// How many passes of `class` the resident has in the ISO week of `window`.
@@ -464,13 +461,13 @@ impl std::fmt::Debug for UncommittedPass {
     }
 }
 
-impl UncommittedPass {
-    fn release(self, charge: Charge) -> Result<TokenResponse, IssuerError> {
-        match charge {
-            Charge::Charged => Ok(self.response),
-            Charge::Replayed(previous) => stored_response(&previous),
-            Charge::OverQuota => Err(IssuerError::QuotaExceeded),
-        }
+/// What a committed pass answers: its own signature if this commit charged
+/// it, the recorded one if an identical request did.
+fn release(response: TokenResponse, charge: Charge) -> Result<TokenResponse, IssuerError> {
+    match charge {
+        Charge::Charged => Ok(response),
+        Charge::Replayed(previous) => stored_response(&previous),
+        Charge::OverQuota => Err(IssuerError::QuotaExceeded),
     }
 }
 
