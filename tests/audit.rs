@@ -223,6 +223,7 @@ fn an_honest_log_passes_and_shows_each_destruction_with_its_lateness() {
         .advance(Duration::minutes(10) + Duration::seconds(90));
     let expiry = server.authority.destroy_due(Duration::ZERO).unwrap();
     assert_eq!(expiry.destroyed.len(), 1);
+    server.authority.wait_for_purges();
 
     let report = auditor::verify(&api, &key, &state, now(&server), TOLERANCE).unwrap();
     assert!(report.passed(), "{:?}", report.failures);
@@ -591,6 +592,7 @@ fn an_overdue_period_fails_the_audit_with_exit_1() {
     assert_eq!(code, 0, "{out}");
     // Once destroyed (59 min late), the audit passes and says how late.
     server.authority.destroy_due(Duration::ZERO).unwrap();
+    server.authority.wait_for_purges();
     let (code, out, err) = cli_verify(tmp.path(), &server.url, &key, now(&server));
     assert_eq!(code, 0, "{out}{err}");
     let row = out.lines().find(|l| l.contains("short")).unwrap();
@@ -720,7 +722,7 @@ fn inspect_finds_no_destroyed_key_and_no_canary_and_can_fail() {
 
     server.clock.advance(Duration::hours(2));
     server.authority.destroy_due(Duration::ZERO).unwrap();
-    server.authority.store().flush().unwrap();
+    server.authority.wait_for_purges();
     let pass = Passphrase::new(OPERATOR.into());
     let canaries = vec![canary.to_owned()];
 

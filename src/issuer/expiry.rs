@@ -63,9 +63,8 @@ impl Authority {
             tracing::info!(
                 period = %period,
                 late_by_s = report.late_by_s,
-                purged = report.purged_entries,
                 took_ms = started.elapsed().as_millis() as u64,
-                "period destroyed"
+                "period destroyed; purge queued"
             );
             destroyed.push(report);
         }

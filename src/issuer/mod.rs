@@ -127,8 +127,6 @@ pub struct DestroyReport {
     pub period: PeriodId,
     /// Seconds after the deadline (0 if on time or early).
     pub late_by_s: i64,
-    /// sled entries purged afterwards.
-    pub purged_entries: u64,
     /// The master version after rotation.
     pub master_version: u64,
 }
@@ -185,7 +183,7 @@ impl DataDir {
 pub struct Authority {
     vault: Mutex<Vault>,
     store: Store,
-    journal: Journal,
+    journal: Arc<Journal>,
     clock: Arc<dyn Clock>,
     config: AuthorityConfig,
     data_dir: DataDir,
@@ -292,7 +290,7 @@ impl Authority {
         let authority = Self {
             vault: Mutex::new(vault),
             store,
-            journal,
+            journal: Arc::new(journal),
             clock,
             config,
             data_dir,
@@ -303,7 +301,8 @@ impl Authority {
     }
 
     /// Finishes what a crash interrupted: a destruction that was started is
-    /// completed, and sled data of periods whose key is gone is purged.
+    /// completed, and sled data of periods whose key is gone is queued for
+    /// purging (in the background: a restart does not wait for it).
     fn recover(&self) -> Result<(), IssuerError> {
         let pending: Vec<PeriodId> = self
             .vault()
@@ -357,7 +356,7 @@ impl Authority {
         let live: Vec<PeriodId> = self.vault().ring().periods.iter().map(|p| p.id).collect();
         for period in self.store.periods_present() {
             if !live.contains(&period) {
-                self.purge(&period)?;
+                self.purge_later(&period);
             }
         }
         Ok(())
@@ -656,7 +655,9 @@ impl Authority {
     /// 2. rotate the master key, committing a ring without `K_P`;
     /// 3. the old ring, master and `K_P` are dropped (zeroized) in memory;
     /// 4. audit `period-key-destroyed` (with lateness) and `master-rotated`;
-    /// 5. purge the period's sled data (hygiene) and audit the counts.
+    /// 5. queue the purge of the period's sled data (hygiene) and return:
+    ///    the purge runs in the background and audits `records-purged`
+    ///    when it finishes ([`Authority::wait_for_purges`] waits for it).
     pub fn destroy_period(&self, period: &PeriodId) -> Result<DestroyReport, IssuerError> {
         let now = self.now();
         let mut vault = self.vault();
@@ -667,11 +668,10 @@ impl Authority {
             if !known {
                 return Err(IssuerError::UnknownPeriod);
             }
-            let purged = self.purge(period)?;
+            self.purge_later(period);
             return Ok(DestroyReport {
                 period: *period,
                 late_by_s: 0,
-                purged_entries: purged,
                 master_version: self.master_version(),
             });
         };
@@ -701,10 +701,13 @@ impl Authority {
             }
         })?;
         let master_version = vault.master_version();
-        let late_by_s = (now - deadline).whole_seconds().max(0);
         drop(vault);
+        // The entries carry the time the key was gone, not the time the
+        // destruction began: never earlier than the fact they state.
+        let gone_at = self.now();
+        let late_by_s = (gone_at - deadline).whole_seconds().max(0);
         self.journal.append(
-            now,
+            gone_at,
             Event::PeriodKeyDestroyed {
                 period: *period,
                 deadline: rfc3339(deadline),
@@ -712,33 +715,54 @@ impl Authority {
             },
         )?;
         self.journal.append(
-            now,
+            gone_at,
             Event::MasterRotated {
                 version: master_version,
             },
         )?;
         self.vault().check_fault(FaultPoint::BeforePurge)?;
-        let purged_entries = self.purge(period)?;
+        self.purge_later(period);
         Ok(DestroyReport {
             period: *period,
             late_by_s,
-            purged_entries,
             master_version,
         })
     }
 
-    fn purge(&self, period: &PeriodId) -> Result<u64, IssuerError> {
-        let entries = self.store.purge_period(period)? as u64;
-        if entries > 0 {
-            self.journal.append(
-                self.now(),
-                Event::RecordsPurged {
-                    period: *period,
-                    entries,
-                },
-            )?;
-        }
-        Ok(entries)
+    /// Queues the purge of a period whose key is gone; when it finishes,
+    /// `records-purged` is audited (if it removed anything). A failure is
+    /// logged, and the next start tries again.
+    fn purge_later(&self, period: &PeriodId) {
+        let (journal, clock, period) = (self.journal.clone(), self.clock.clone(), *period);
+        self.store.purge_in_background(
+            &period,
+            Box::new(move |outcome| match outcome {
+                Ok(0) => {}
+                Ok(entries) => {
+                    let event = Event::RecordsPurged {
+                        period,
+                        entries: entries as u64,
+                    };
+                    if let Err(e) = journal.append(clock.now(), event) {
+                        tracing::error!(period = %period, error = %e, "purge finished but could not be audited");
+                    } else {
+                        tracing::info!(period = %period, entries, "records-purged");
+                    }
+                }
+                Err(StoreError::PurgeInterrupted) => {
+                    tracing::info!(period = %period, "purge interrupted by shutdown; the next start finishes it");
+                }
+                Err(e) => {
+                    tracing::error!(period = %period, error = %e, "purge failed; the next start retries it");
+                }
+            }),
+        );
+    }
+
+    /// Blocks until every purge queued so far has finished and been
+    /// audited.
+    pub fn wait_for_purges(&self) {
+        self.store.wait_for_purges();
     }
 
     /// Makes sure every class has a signing key for every window from the

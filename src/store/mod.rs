@@ -8,12 +8,14 @@
 //! (that is the vault's key destruction).
 
 mod commit;
+mod purge;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub use commit::PendingCharge;
+pub use purge::PurgeDone;
 
 use crate::ids::{PeriodId, ResidentId};
 
@@ -33,6 +35,9 @@ pub enum StoreError {
     /// The purge thread could not start, or panicked.
     #[error("storage: the purge thread failed")]
     PurgeThread,
+    /// The store was closed while a purge ran; the next start finishes it.
+    #[error("storage: the purge was interrupted by a shutdown")]
+    PurgeInterrupted,
 }
 
 /// The kinds of per-period tree. Each period has one tree of each kind.
@@ -138,6 +143,7 @@ struct Core {
 pub struct Store {
     core: Core,
     committer: Arc<OnceLock<commit::Queue>>,
+    purger: Arc<OnceLock<purge::Purger>>,
 }
 
 fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
@@ -177,6 +183,7 @@ impl Store {
                 trees: Arc::default(),
             },
             committer: Arc::default(),
+            purger: Arc::default(),
         })
     }
 
@@ -334,48 +341,38 @@ impl Store {
             .submit(order)
     }
 
-    /// Drops every tree of a period; returns how many entries they held.
-    /// Hygiene only: sled may keep the bytes in its files until reused.
+    /// Queues the removal of every entry of a period, then of its trees,
+    /// on the purge thread (idle scheduling priority, entries removed one
+    /// by one so memory stays bounded; see [`purge`]). `done` is called on
+    /// that thread with the number of entries removed. Purges run one at a
+    /// time, in the order queued; purging an absent period removes nothing.
     ///
-    /// Runs on a thread of its own at idle scheduling priority, so that a
-    /// large purge (seconds of CPU for a million residents) takes only
-    /// the CPU that issuance leaves over; the caller waits for it.
-    pub fn purge_period(&self, period: &PeriodId) -> Result<usize, StoreError> {
-        std::thread::scope(|scope| {
-            let worker = std::thread::Builder::new()
-                .name("blindpass-purge".into())
-                .spawn_scoped(scope, || {
-                    // Best effort: without it the purge only runs at normal priority.
-                    let _ = thread_priority::set_thread_priority_and_policy(
-                        thread_priority::thread_native_id(),
-                        thread_priority::ThreadPriority::Min,
-                        thread_priority::ThreadSchedulePolicy::Normal(
-                            thread_priority::NormalThreadSchedulePolicy::Idle,
-                        ),
-                    );
-                    self.purge_now(period)
-                })
-                .map_err(|_| StoreError::PurgeThread)?;
-            worker.join().unwrap_or(Err(StoreError::PurgeThread))
-        })
+    /// Hygiene only: sled may keep the bytes in its files until reused.
+    pub fn purge_in_background(&self, period: &PeriodId, done: PurgeDone) {
+        self.purger().submit(*period, done);
     }
 
-    fn purge_now(&self, period: &PeriodId) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for kind in TreeKind::ALL {
-            let name = tree_name(period, kind);
-            if let Some(tree) = self.existing_tree(period, kind)? {
-                removed += tree.len();
-                drop(tree);
-                self.core.forget_tree(&name);
-                self.core.db.drop_tree(name.as_bytes())?;
-                // A handle cached while the tree was being dropped would
-                // point at a dead tree; forget it again.
-                self.core.forget_tree(&name);
-            }
-        }
-        self.core.db.flush()?;
-        Ok(removed)
+    /// Blocks until every purge queued so far has finished.
+    pub fn wait_for_purges(&self) {
+        self.purger().wait_idle();
+    }
+
+    /// Purges a period and waits for it: [`Store::purge_in_background`]
+    /// for callers with nothing else to do. Returns the entries removed.
+    pub fn purge_period(&self, period: &PeriodId) -> Result<usize, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.purge_in_background(
+            period,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        rx.recv().unwrap_or(Err(StoreError::PurgeThread))
+    }
+
+    fn purger(&self) -> &purge::Purger {
+        self.purger
+            .get_or_init(|| purge::Purger::start(self.core.clone()))
     }
 
     /// The periods that have any tree in the database.
