@@ -171,8 +171,10 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLINDPASS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    // Colour codes only for a terminal, never into a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

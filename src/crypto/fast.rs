@@ -9,6 +9,9 @@
 //! looks algorithms up by name, under a lock, on every call, which cost a
 //! quarter of a verification.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
 use openssl::bn::BigNum;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::{Padding, Rsa};
@@ -26,9 +29,16 @@ const SALT_LEN: usize = 48;
 /// 2048 bits.
 const MAX_MODULUS_BYTES: usize = 512;
 
-/// An RSA private key held by OpenSSL.
+/// An RSA private key held by OpenSSL, as one copy per core.
+///
+/// OpenSSL blinds every private-key operation with a blinding value kept
+/// in the key object and owned by the first thread that used it; any other
+/// thread takes a second, shared blinding under a lock and computes the
+/// unblinding factor on every call. Two signing threads on one key object
+/// therefore contend on that lock and sleep on it. With a copy per core,
+/// each signing thread keeps to its own copy and its own blinding.
 pub struct FastPrivateKey {
-    rsa: Rsa<Private>,
+    copies: Vec<Mutex<Rsa<Private>>>,
 }
 
 impl std::fmt::Debug for FastPrivateKey {
@@ -37,36 +47,70 @@ impl std::fmt::Debug for FastPrivateKey {
     }
 }
 
+/// How many copies a key keeps: one per core, since no more signatures run
+/// at once than there are cores to run them.
+fn copies_wanted() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+thread_local! {
+    /// The copy this thread starts from: threads are handed out in turn, so
+    /// a fixed pool of signing threads keeps each to its own copy.
+    static PREFERRED: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
 impl FastPrivateKey {
     /// From PKCS#8 DER.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let pkey = PKey::private_key_from_pkcs8(der).map_err(|_| CryptoError::Failed)?;
-        let rsa = pkey.rsa().map_err(|_| CryptoError::Failed)?;
-        Ok(Self { rsa })
+        let copies = (0..copies_wanted())
+            .map(|_| {
+                let pkey = PKey::private_key_from_pkcs8(der).map_err(|_| CryptoError::Failed)?;
+                let rsa = pkey.rsa().map_err(|_| CryptoError::Failed)?;
+                Ok(Mutex::new(rsa))
+            })
+            .collect::<Result<Vec<_>, CryptoError>>()?;
+        Ok(Self { copies })
+    }
+
+    /// This thread's copy if it is free, else the next free one, else
+    /// (more signers than cores) wait for this thread's own.
+    fn copy(&self) -> MutexGuard<'_, Rsa<Private>> {
+        let n = self.copies.len();
+        let first = PREFERRED.with(|p| *p) % n;
+        for i in 0..n {
+            if let Ok(guard) = self.copies[(first + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        self.copies[first]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `s = m^d mod n`, checked: `s^e mod n` must give back `m` before `s`
     /// is released (a faulty CRT result would reveal a factor of `n`).
     pub fn raw_sign(&self, blinded: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let size = self.rsa.size() as usize;
+        let rsa = self.copy();
+        let size = rsa.size() as usize;
         if blinded.len() != size {
             return Err(CryptoError::Failed);
         }
         let m = BigNum::from_slice(blinded).map_err(|_| CryptoError::Failed)?;
-        if m >= *self.rsa.n() {
+        if m >= *rsa.n() {
             return Err(CryptoError::Failed);
         }
         let mut sig = vec![0u8; size];
-        let len = self
-            .rsa
+        let len = rsa
             .private_decrypt(blinded, &mut sig, Padding::NONE)
             .map_err(|_| CryptoError::Failed)?;
         if len != size {
             return Err(CryptoError::Failed);
         }
         let mut back = vec![0u8; size];
-        let len = self
-            .rsa
+        let len = rsa
             .public_decrypt(&sig, &mut back, Padding::NONE)
             .map_err(|_| CryptoError::Failed)?;
         if len != size || back != blinded {

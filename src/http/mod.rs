@@ -192,7 +192,15 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe(&route, status, elapsed);
-    tracing::info!(%method, route = %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    // One line per request is a write per pass at thousands of passes a
+    // second: routine answers go to debug (the metrics count them), server
+    // failures stay visible.
+    let elapsed_ms = elapsed.as_millis() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, route = %route, status, elapsed_ms, "request");
+    } else {
+        tracing::debug!(%method, route = %route, status, elapsed_ms, "request");
+    }
     response
 }
 

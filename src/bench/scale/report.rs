@@ -247,8 +247,8 @@ fn report_notes(report: &mut Report, m: &Measured) {
          the end call until the purge was done; p99 before uses those answered before the call",
     );
     report.note(
-        "period-key-destroyed and the tombstone carry the time the destruction began, not the \
-         time the key was gone; the admin list and the end call's answer show when it was",
+        "period-key-destroyed carries the time the key was gone; the tombstone in the key ring \
+         (written by the same commit that drops the key) carries the time the destruction began",
     );
     report.note(format!(
         "RSS sampled every {} ms from /proc/<pid>/status; VmHWM is the kernel's exact peak, \
