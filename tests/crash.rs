@@ -87,6 +87,15 @@ fn sigkill_loses_nothing_acknowledged() {
     let port = free_port();
     // First start: initialise, then open a period as the operator.
     let mut server = start(dir.path(), port);
+    // `serve` re-executed itself in place (same process) with glibc's
+    // malloc arenas capped.
+    let environ = std::fs::read(format!("/proc/{}/environ", server.id())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.arena_max=2"),
+        "the arena cap is in the server's environment"
+    );
     let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let ends = (time::OffsetDateTime::now_utc() + time::Duration::days(10))
         .format(&time::format_description::well_known::Rfc3339)
