@@ -26,7 +26,7 @@ use crate::ids::{PeriodId, ResidentId};
 use crate::protocol::directory::{Directory, PublishedKey};
 use crate::protocol::permit::{ClassConfig, ClassName, Window};
 use crate::protocol::token::{KeyId, TokenRequest, TokenResponse};
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{Purged, Store, StoreConfig, StoreError};
 use crate::vault::keyring::{DestroyedPeriod, LivePeriod, SigningKeyEntry};
 use crate::vault::master::{MasterKeyProvider, PassphraseSlot};
 use crate::vault::{FaultPoint, Vault, VaultError};
@@ -737,20 +737,25 @@ impl Authority {
         self.store.purge_in_background(
             &period,
             Box::new(move |outcome| match outcome {
-                Ok(0) => {}
-                Ok(entries) => {
-                    let event = Event::RecordsPurged {
-                        period,
-                        entries: entries as u64,
-                    };
-                    if let Err(e) = journal.append(clock.now(), event) {
-                        tracing::error!(period = %period, error = %e, "purge finished but could not be audited");
-                    } else {
-                        tracing::info!(period = %period, entries, "records-purged");
+                Ok(Purged { entries, complete }) => {
+                    // Every run that removed something is audited, a run
+                    // cut short by a shutdown too: the counts of a period's
+                    // entries add up to what it held.
+                    if entries > 0 {
+                        let event = Event::RecordsPurged {
+                            period,
+                            entries: entries as u64,
+                        };
+                        if let Err(e) = journal.append(clock.now(), event) {
+                            tracing::error!(period = %period, error = %e, "purge ran but could not be audited");
+                            return;
+                        }
                     }
-                }
-                Err(StoreError::PurgeInterrupted) => {
-                    tracing::info!(period = %period, "purge interrupted by shutdown; the next start finishes it");
+                    if complete {
+                        tracing::info!(period = %period, entries, "records-purged");
+                    } else {
+                        tracing::info!(period = %period, entries, "purge stopped by shutdown; the next start finishes it");
+                    }
                 }
                 Err(e) => {
                     tracing::error!(period = %period, error = %e, "purge failed; the next start retries it");

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub use commit::PendingCharge;
-pub use purge::PurgeDone;
+pub use purge::{PurgeDone, Purged};
 
 use crate::ids::{PeriodId, ResidentId};
 
@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("storage: the purge thread failed")]
     PurgeThread,
     /// The store was closed while a purge ran; the next start finishes it.
-    #[error("storage: the purge was interrupted by a shutdown")]
+    #[error("storage: the purge was stopped by a shutdown")]
     PurgeInterrupted,
 }
 
@@ -344,8 +344,8 @@ impl Store {
     /// Queues the removal of every entry of a period, then of its trees,
     /// on the purge thread (idle scheduling priority, entries removed one
     /// by one so memory stays bounded; see [`purge`]). `done` is called on
-    /// that thread with the number of entries removed. Purges run one at a
-    /// time, in the order queued; purging an absent period removes nothing.
+    /// that thread with what the run removed. Purges run one at a time, in
+    /// the order queued; purging an absent period removes nothing.
     ///
     /// Hygiene only: sled may keep the bytes in its files until reused.
     pub fn purge_in_background(&self, period: &PeriodId, done: PurgeDone) {
@@ -367,7 +367,15 @@ impl Store {
                 let _ = tx.send(outcome);
             }),
         );
-        rx.recv().unwrap_or(Err(StoreError::PurgeThread))
+        match rx.recv().unwrap_or(Err(StoreError::PurgeThread))? {
+            Purged {
+                entries,
+                complete: true,
+            } => Ok(entries),
+            Purged {
+                complete: false, ..
+            } => Err(StoreError::PurgeInterrupted),
+        }
     }
 
     fn purger(&self) -> &purge::Purger {

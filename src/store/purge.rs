@@ -11,7 +11,9 @@
 //!
 //! The purge is hygiene, not the deletion guarantee (see the module docs
 //! of [`crate::store`]): the caller destroys the key first, and a purge cut
-//! short by a shutdown is finished at the next start.
+//! short by a shutdown is finished at the next start. Dropping the last
+//! [`super::Store`] stops the purge after the entry in hand and waits for
+//! the thread, so no report arrives after the store is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -23,9 +25,18 @@ use crate::ids::PeriodId;
 /// How often a long purge reports its progress to the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// What a finished purge reports to whoever queued it: the entries
-/// removed, or why it stopped.
-pub type PurgeDone = Box<dyn FnOnce(Result<usize, StoreError>) + Send>;
+/// What one purge run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Entries removed by this run.
+    pub entries: usize,
+    /// Every entry and tree of the period is gone; `false` when a shutdown
+    /// stopped the run (the next start purges the rest).
+    pub complete: bool,
+}
+
+/// What a purge reports to whoever queued it, on the purge thread.
+pub type PurgeDone = Box<dyn FnOnce(Result<Purged, StoreError>) + Send>;
 
 struct Job {
     period: PeriodId,
@@ -59,12 +70,13 @@ impl Outstanding {
 }
 
 /// The sending side of the purger thread. Dropping it (with the last
-/// [`super::Store`]) stops the thread after the entry it is removing, and
-/// the thread then releases its database handle.
+/// [`super::Store`]) stops the thread after the entry it is removing and
+/// waits for it; queued purges are reported as not complete.
 pub(super) struct Purger {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
     stop: Arc<AtomicBool>,
     outstanding: Arc<Outstanding>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Purger {
@@ -81,22 +93,29 @@ impl Purger {
         let (thread_stop, thread_outstanding) = (stop.clone(), outstanding.clone());
         // If the thread cannot start, `incoming` is dropped with the closure
         // and `submit` answers every job with `PurgeThread` itself.
-        let _ = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("blindpass-purge".into())
             .spawn(move || {
                 lower_priority();
                 run(&core, &incoming, &thread_stop, &thread_outstanding);
-            });
+            })
+            .ok();
         Self {
-            jobs,
+            jobs: Some(jobs),
             stop,
             outstanding,
+            thread,
         }
     }
 
     pub(super) fn submit(&self, period: PeriodId, done: PurgeDone) {
         self.outstanding.add();
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { period, done }) {
+        let job = Job { period, done };
+        let refused = match &self.jobs {
+            Some(jobs) => jobs.send(job).err().map(|mpsc::SendError(job)| job),
+            None => Some(job),
+        };
+        if let Some(job) = refused {
             (job.done)(Err(StoreError::PurgeThread));
             self.outstanding.finish();
         }
@@ -110,6 +129,11 @@ impl Purger {
 impl Drop for Purger {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Closing the channel ends the thread's loop once the queue is drained.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -129,7 +153,7 @@ fn run(core: &Core, incoming: &mpsc::Receiver<Job>, stop: &AtomicBool, outstandi
     while let Ok(job) = incoming.recv() {
         // A panic inside sled must not leave a waiter blocked for ever.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            purge(core, &job.period, stop)
+            purge(core, &job.period, |_| stop.load(Ordering::Relaxed))
         }))
         .unwrap_or(Err(StoreError::PurgeThread));
         (job.done)(outcome);
@@ -138,7 +162,12 @@ fn run(core: &Core, incoming: &mpsc::Receiver<Job>, stop: &AtomicBool, outstandi
 }
 
 /// Removes every entry of the period's trees, then drops the empty trees.
-fn purge(core: &Core, period: &PeriodId, stop: &AtomicBool) -> Result<usize, StoreError> {
+/// `stop` is asked before each entry, with the number removed so far.
+fn purge(
+    core: &Core,
+    period: &PeriodId,
+    stop: impl Fn(usize) -> bool,
+) -> Result<Purged, StoreError> {
     let started = Instant::now();
     let mut reported = started;
     let mut removed = 0;
@@ -149,8 +178,13 @@ fn purge(core: &Core, period: &PeriodId, stop: &AtomicBool) -> Result<usize, Sto
         // sled's iterators stay valid under concurrent writes; removing
         // behind the cursor never revisits a page.
         for key in tree.iter().keys() {
-            if stop.load(Ordering::Relaxed) {
-                return Err(StoreError::PurgeInterrupted);
+            if stop(removed) {
+                // What was removed is durable at sled's next flush, or
+                // found again by the next purge.
+                return Ok(Purged {
+                    entries: removed,
+                    complete: false,
+                });
             }
             if tree.remove(key?)?.is_some() {
                 removed += 1;
@@ -174,7 +208,10 @@ fn purge(core: &Core, period: &PeriodId, stop: &AtomicBool) -> Result<usize, Sto
         core.forget_tree(&name);
     }
     core.db.flush()?;
-    Ok(removed)
+    Ok(Purged {
+        entries: removed,
+        complete: true,
+    })
 }
 
 #[cfg(test)]
@@ -191,15 +228,17 @@ mod tests {
         for _ in 0..50 {
             store.put_record(&p, &ResidentId::generate(), b"x").unwrap();
         }
-        let stopped = AtomicBool::new(true);
-        assert!(matches!(
-            purge(&store.core, &p, &stopped),
-            Err(StoreError::PurgeInterrupted)
-        ));
-        assert_eq!(store.record_count(&p).unwrap(), 50);
+        assert_eq!(
+            purge(&store.core, &p, |removed| removed == 20).unwrap(),
+            Purged {
+                entries: 20,
+                complete: false
+            }
+        );
+        assert_eq!(store.record_count(&p).unwrap(), 30);
         assert_eq!(store.periods_present(), vec![p]);
 
-        assert_eq!(store.purge_period(&p).unwrap(), 50);
+        assert_eq!(store.purge_period(&p).unwrap(), 30);
         assert!(store.periods_present().is_empty());
     }
 
@@ -218,7 +257,7 @@ mod tests {
             let seen = seen.clone();
             store.purge_in_background(
                 p,
-                Box::new(move |outcome| seen.lock().unwrap().push(outcome.unwrap())),
+                Box::new(move |outcome| seen.lock().unwrap().push(outcome.unwrap().entries)),
             );
         }
         store.wait_for_purges();
