@@ -79,6 +79,21 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// The entry counts of the period's `records-purged` audit entries, one per
+/// purge run.
+fn purge_runs(authority: &Authority, doomed: &PeriodId) -> Vec<u64> {
+    authority
+        .journal()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::RecordsPurged { period, entries } if period == *doomed => Some(entries),
+            _ => None,
+        })
+        .collect()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
@@ -155,16 +170,7 @@ fn destruction_defeats_the_passphrase_even_on_an_old_copy() {
     assert_eq!(report.master_version, 2);
     // The purge follows in the background; its count is in the audit log.
     authority.wait_for_purges();
-    let purged = authority
-        .journal()
-        .entries()
-        .unwrap()
-        .into_iter()
-        .find_map(|e| match e.event {
-            Event::RecordsPurged { period, entries } if period == doomed => Some(entries),
-            _ => None,
-        })
-        .expect("the purge is audited");
+    let purged: u64 = purge_runs(&authority, &doomed).iter().sum();
     assert!(purged >= 40, "{purged}");
     assert!(matches!(
         authority.record(&doomed, &doomed_ids[0]),
@@ -312,17 +318,7 @@ fn a_shutdown_during_the_purge_is_finished_at_the_next_start() {
     assert!(authority.store().periods_present().is_empty());
     // Whatever the first run removed, the log accounts for every entry:
     // 3,000 records and their 3,000 document-index entries.
-    let runs: Vec<u64> = authority
-        .journal()
-        .entries()
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::RecordsPurged { period, entries } if period == doomed => Some(entries),
-            _ => None,
-        })
-        .collect();
-    eprintln!("purge runs audited: {runs:?}");
+    let runs = purge_runs(&authority, &doomed);
     assert_eq!(runs.iter().sum::<u64>(), 6_000, "{runs:?}");
 }
 
