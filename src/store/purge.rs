@@ -156,7 +156,8 @@ fn run(core: &Core, incoming: &mpsc::Receiver<Job>, stop: &AtomicBool, outstandi
             purge(core, &job.period, |_| stop.load(Ordering::Relaxed))
         }))
         .unwrap_or(Err(StoreError::PurgeThread));
-        (job.done)(outcome);
+        // Nor a panic in the report: the count must still come down.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.done)(outcome)));
         outstanding.finish();
     }
 }
