@@ -11,7 +11,7 @@ pub mod expiry;
 pub mod resident;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use time::{Duration, OffsetDateTime};
 
@@ -182,6 +182,11 @@ impl DataDir {
 /// The issuer core.
 pub struct Authority {
     vault: Mutex<Vault>,
+    /// The live periods without their keys, refreshed whenever a vault
+    /// guard that changed the ring is dropped: request paths read period
+    /// metadata here and never wait on the vault's lock, which key
+    /// destruction holds through several fsyncs.
+    live: RwLock<LiveSnapshot>,
     store: Store,
     journal: Arc<Journal>,
     clock: Arc<dyn Clock>,
@@ -287,8 +292,10 @@ impl Authority {
             crate::vault::fsutil::atomic_write(&data_dir.audit_key(), key_line.as_bytes())
                 .map_err(VaultError::from)?;
         }
+        let live = RwLock::new(LiveSnapshot::of(&vault));
         let authority = Self {
             vault: Mutex::new(vault),
+            live,
             store,
             journal: Arc::new(journal),
             clock,
@@ -362,11 +369,18 @@ impl Authority {
         Ok(())
     }
 
-    fn vault(&self) -> MutexGuard<'_, Vault> {
+    fn vault(&self) -> VaultGuard<'_> {
         // A panic while holding the lock cannot leave the vault half-written:
         // every change goes through Vault::update/rotate, which only swap
         // the in-memory ring after the file is durable.
-        self.vault.lock().unwrap_or_else(|e| e.into_inner())
+        VaultGuard {
+            vault: self.vault.lock().unwrap_or_else(|e| e.into_inner()),
+            live: &self.live,
+        }
+    }
+
+    fn live(&self) -> std::sync::RwLockReadGuard<'_, LiveSnapshot> {
+        self.live.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The injected clock's now.
@@ -516,17 +530,12 @@ impl Authority {
 
     /// Live periods, oldest first (keys omitted).
     pub fn periods(&self) -> Vec<PeriodInfo> {
-        self.vault()
-            .ring()
-            .periods
-            .iter()
-            .map(PeriodInfo::from)
-            .collect()
+        self.live().periods.clone()
     }
 
     /// One live period, without its key.
     pub fn period_info(&self, id: &PeriodId) -> Option<PeriodInfo> {
-        self.vault().ring().period(id).map(PeriodInfo::from)
+        self.live().periods.iter().find(|p| &p.id == id).cloned()
     }
 
     /// Tombstones of destroyed periods.
@@ -537,8 +546,7 @@ impl Authority {
     /// The newest period that has not ended: where enrolments go.
     pub fn current_period(&self) -> Result<PeriodId, IssuerError> {
         let now = self.now();
-        self.vault()
-            .ring()
+        self.live()
             .periods
             .iter()
             .filter(|p| p.ends_at > now && !p.destroy_pending)
@@ -968,6 +976,57 @@ impl From<&LivePeriod> for PeriodInfo {
     }
 }
 
+/// The live periods' metadata as of one generation of the key ring.
+#[derive(Debug)]
+struct LiveSnapshot {
+    generation: u64,
+    periods: Vec<PeriodInfo>,
+}
+
+impl LiveSnapshot {
+    fn of(vault: &Vault) -> Self {
+        Self {
+            generation: vault.generation(),
+            periods: vault.ring().periods.iter().map(PeriodInfo::from).collect(),
+        }
+    }
+}
+
+/// The vault's lock, held. On release, if the ring changed while it was
+/// held, the live-period snapshot is replaced, so no change to the ring
+/// can leave the snapshot stale.
+struct VaultGuard<'a> {
+    vault: MutexGuard<'a, Vault>,
+    live: &'a RwLock<LiveSnapshot>,
+}
+
+impl std::ops::Deref for VaultGuard<'_> {
+    type Target = Vault;
+    fn deref(&self) -> &Vault {
+        &self.vault
+    }
+}
+
+impl std::ops::DerefMut for VaultGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vault {
+        &mut self.vault
+    }
+}
+
+impl Drop for VaultGuard<'_> {
+    fn drop(&mut self) {
+        let generation = self.vault.generation();
+        let stale = self
+            .live
+            .read()
+            .map_or(true, |live| live.generation != generation);
+        if stale {
+            let fresh = LiveSnapshot::of(&self.vault);
+            *self.live.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+    }
+}
+
 /// What an on-site inspection of the vault sees, with no key material.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VaultSummary {
@@ -1006,4 +1065,71 @@ pub fn inspect_vault(root: &Path, passphrase: &Passphrase) -> Result<VaultSummar
             .map(|k| k.key.public().key_id().to_hex())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn authority(dir: &Path) -> (Authority, ManualClock) {
+        let clock = ManualClock::new(OffsetDateTime::now_utc());
+        let authority = Authority::init(
+            dir,
+            &Passphrase::new("issuer unit tests".into()),
+            Argon2Params::INSECURE_FAST_FOR_TESTS,
+            AuthorityConfig::default(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        (authority, clock)
+    }
+
+    #[test]
+    fn period_metadata_is_read_without_waiting_for_the_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let (authority, clock) = authority(dir.path());
+        let id = authority
+            .open_period("p", clock.now() + Duration::days(1), 0)
+            .unwrap();
+        let held = authority.vault();
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let reader = &authority;
+            scope.spawn(move || {
+                let seen = reader.period_info(&id).map(|p| p.id);
+                let _ = tx.send(seen);
+            });
+            let seen = rx.recv_timeout(std::time::Duration::from_secs(5));
+            drop(held);
+            assert_eq!(seen, Ok(Some(id)), "the reader waited on the vault lock");
+        });
+    }
+
+    #[test]
+    fn every_change_to_the_ring_reaches_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (authority, clock) = authority(dir.path());
+        let id = authority
+            .open_period("p", clock.now() + Duration::days(1), 0)
+            .unwrap();
+        assert_eq!(authority.current_period().unwrap(), id);
+        let later = clock.now() + Duration::days(2);
+        assert_eq!(authority.extend_period(&id, later).unwrap().ends_at, later);
+        assert_eq!(authority.period_info(&id).unwrap().ends_at, later);
+        // A change made through the guard directly, as destruction does.
+        authority
+            .vault()
+            .update(|ring| ring.periods[0].destroy_pending = true)
+            .unwrap();
+        assert!(authority.period_info(&id).unwrap().destroy_pending);
+        authority.destroy_period(&id).unwrap();
+        authority.wait_for_purges();
+        assert!(authority.period_info(&id).is_none());
+        assert!(authority.periods().is_empty());
+        assert!(matches!(
+            authority.current_period(),
+            Err(IssuerError::NoOpenPeriod)
+        ));
+    }
 }

@@ -73,6 +73,8 @@ pub struct Vault {
     version: u64,
     master: MasterKey,
     ring: KeyRing,
+    /// Counts the changes to `ring` since this handle was opened.
+    generation: u64,
     fault: Option<FaultPoint>,
 }
 
@@ -126,6 +128,7 @@ impl Vault {
             version,
             master,
             ring: KeyRing::new(),
+            generation: 0,
             fault: None,
         };
         vault.write_ring(version, &vault.master, &vault.ring)?;
@@ -170,6 +173,7 @@ impl Vault {
             version,
             master,
             ring,
+            generation: 0,
             fault: None,
         })
     }
@@ -177,6 +181,12 @@ impl Vault {
     /// The decrypted key ring.
     pub fn ring(&self) -> &KeyRing {
         &self.ring
+    }
+
+    /// Changes to the ring since this handle was opened: a cheap way for a
+    /// holder of a copy of (part of) the ring to tell that it is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The master key version (it goes up by one at every rotation).
@@ -231,6 +241,7 @@ impl Vault {
         change(&mut next);
         self.write_ring(self.version, &self.master, &next)?;
         self.ring = next;
+        self.generation += 1;
         Ok(())
     }
 
@@ -253,6 +264,7 @@ impl Vault {
         self.version = new_version;
         self.master = new_master;
         self.ring = next;
+        self.generation += 1;
         self.check_fault(FaultPoint::AfterMasterReplaced)?;
         fsutil::scrub_and_remove(&ring_path(&self.dir, old_version))?;
         Ok(())
