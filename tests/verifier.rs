@@ -354,6 +354,28 @@ fn cli_valid_pass_exits_0() {
 }
 
 #[test]
+fn cli_output_into_a_closed_pipe_is_not_a_crash() {
+    // `blindpass verify check … | head -0`: the reader is gone before the
+    // verdict is written. The check still runs to its end and exits as it
+    // would have; nothing panics.
+    let dir = cache_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
+        .args(["verify", "--cache", dir.path().to_str().unwrap(), "check"])
+        .args([&fixture().personal, "--at", "2026-12-01T09:30:00Z"])
+        .env_remove("BLINDPASS_VERIFIER_CACHE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+#[test]
 fn cli_invalid_pass_exits_1_and_says_why() {
     let dir = cache_dir();
     let (code, out, _) = check(

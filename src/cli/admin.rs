@@ -127,7 +127,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
     }
     .map_err(explain)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(ExitCode::SUCCESS);
     }
     let unexpected = |e: serde_json::Error| {
@@ -139,7 +139,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
     if is_list {
         let list: PeriodList = serde_json::from_value(answer).map_err(unexpected)?;
         print_live(&list.live);
-        println!();
+        outln!();
         print_destroyed(&list.destroyed);
     } else {
         let info: PeriodInfo = serde_json::from_value(answer).map_err(unexpected)?;
@@ -202,15 +202,20 @@ fn admin_token(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
 
 fn print_live(periods: &[PeriodInfo]) {
     if periods.is_empty() {
-        println!("no live periods");
+        outln!("no live periods");
         return;
     }
-    println!(
+    outln!(
         "{:<32}  {:<16}  {:<20}  {:<20}  {:>8}  {:<20}  STATE",
-        "ID", "NAME", "OPENED", "ENDS", "GRACE_S", "DEADLINE"
+        "ID",
+        "NAME",
+        "OPENED",
+        "ENDS",
+        "GRACE_S",
+        "DEADLINE"
     );
     for p in periods {
-        println!(
+        outln!(
             "{:<32}  {:<16}  {:<20}  {:<20}  {:>8}  {:<20}  {}",
             p.id,
             p.name,
@@ -229,15 +234,17 @@ fn print_live(periods: &[PeriodInfo]) {
 
 fn print_destroyed(periods: &[DestroyedPeriod]) {
     if periods.is_empty() {
-        println!("no destroyed periods");
+        outln!("no destroyed periods");
         return;
     }
-    println!(
+    outln!(
         "{:<32}  {:<16}  {:<20}  DESTROYED",
-        "ID (destroyed)", "NAME", "DEADLINE"
+        "ID (destroyed)",
+        "NAME",
+        "DEADLINE"
     );
     for p in periods {
-        println!(
+        outln!(
             "{:<32}  {:<16}  {:<20}  {}",
             p.id,
             p.name,

@@ -153,7 +153,7 @@ fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let report = crate::auditor::verify(&api, &log_key, &state, now, tolerance)
         .map_err(|e| explain_verify(e, &args.server))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_verify(&report);
     }
@@ -167,41 +167,41 @@ fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
 fn print_verify(report: &AuditReport) {
     match (&report.origin, report.checkpoint_size) {
         (Some(origin), Some(size)) => {
-            println!(
+            outln!(
                 "log {origin} at {}: {size} entries, checkpoint verified",
                 report.server
             );
         }
-        _ => println!("log at {}: not verified", report.server),
+        _ => outln!("log at {}: not verified", report.server),
     }
     match &report.previous {
-        Some(previous) => println!(
+        Some(previous) => outln!(
             "compared with the checkpoint of {} entries seen {}",
             previous.size,
             rfc3339(previous.seen_at)
         ),
-        None => println!("no earlier checkpoint for this server in the auditor state (first run)"),
+        None => outln!("no earlier checkpoint for this server in the auditor state (first run)"),
     }
     if report.checkpoint_size.is_some() {
-        println!("directory: {} keys", report.directory_keys);
+        outln!("directory: {} keys", report.directory_keys);
     }
     if !report.periods.is_empty() {
-        println!();
+        outln!();
         print_periods(&report.periods);
     }
-    println!();
+    outln!();
     if report.failures.is_empty() {
-        println!("PASSED: no failures");
+        outln!("PASSED: no failures");
     } else {
-        println!("FAILED: {} failure(s)", report.failures.len());
+        outln!("FAILED: {} failure(s)", report.failures.len());
         for failure in &report.failures {
-            println!("  - {failure}");
+            outln!("  - {failure}");
         }
     }
     if report.saved {
-        println!("checkpoint remembered for the next run");
+        outln!("checkpoint remembered for the next run");
     } else {
-        println!("checkpoint NOT remembered: the log itself failed a check");
+        outln!("checkpoint NOT remembered: the log itself failed a check");
     }
 }
 
@@ -212,9 +212,14 @@ fn print_periods(periods: &[PeriodStatus]) {
         .max()
         .unwrap_or(0)
         .clamp(4, 24);
-    println!(
+    outln!(
         "{:<32}  {:<name_width$}  {:<20}  {:<20}  {:<20}  {:<8}  STATUS",
-        "PERIOD", "NAME", "OPENED", "DEADLINE", "DESTROYED", "LATE_BY"
+        "PERIOD",
+        "NAME",
+        "OPENED",
+        "DEADLINE",
+        "DESTROYED",
+        "LATE_BY"
     );
     for p in periods {
         let destroyed = p.destroyed_at.map(rfc3339).unwrap_or_else(|| "-".into());
@@ -223,7 +228,7 @@ fn print_periods(periods: &[PeriodStatus]) {
             .map(|s| format!("{s} s"))
             .unwrap_or_else(|| "-".into());
         let name: String = p.name.chars().take(name_width).collect();
-        println!(
+        outln!(
             "{:<32}  {:<name_width$}  {:<20}  {:<20}  {:<20}  {:<8}  {}",
             p.period.to_string(),
             name,
@@ -281,7 +286,7 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let report = crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary)
         .map_err(explain_inspect)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_inspect(&report);
     }
@@ -293,24 +298,25 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_inspect(report: &InspectReport) {
-    println!("data directory {}", report.data_dir.display());
-    println!("{:<12} {:>6} {:>12}", "DIRECTORY", "FILES", "BYTES");
+    outln!("data directory {}", report.data_dir.display());
+    outln!("{:<12} {:>6} {:>12}", "DIRECTORY", "FILES", "BYTES");
     for usage in &report.usage {
-        println!("{:<12} {:>6} {:>12}", usage.name, usage.files, usage.bytes);
+        outln!("{:<12} {:>6} {:>12}", usage.name, usage.files, usage.bytes);
     }
-    print!(
+    out!(
         "audit log: {} entries, {} periods destroyed",
-        report.log_entries, report.destroyed_in_log
+        report.log_entries,
+        report.destroyed_in_log
     );
     if report.log_torn_tail_bytes > 0 {
-        print!(
+        out!(
             " ({} bytes of a torn last append)",
             report.log_torn_tail_bytes
         );
     }
-    println!();
+    outln!();
     match &report.vault {
-        Some(v) => println!(
+        Some(v) => outln!(
             "key ring: master version {}, {} live periods, {} destroyed, {} signing keys, {} ring file(s)",
             v.master_version,
             v.live_periods,
@@ -318,25 +324,26 @@ fn print_inspect(report: &InspectReport) {
             v.signing_keys,
             v.ring_files.len()
         ),
-        None => println!(
+        None => outln!(
             "key ring: NOT checked (no passphrase; set BLINDPASS_PASSPHRASE or --passphrase-file)"
         ),
     }
     if report.canaries == 0 {
-        println!("canaries: none given (--canary TEXT)");
+        outln!("canaries: none given (--canary TEXT)");
     } else {
-        println!(
+        outln!(
             "canaries: {} searched for in {} files",
-            report.canaries, report.files_scanned
+            report.canaries,
+            report.files_scanned
         );
     }
-    println!();
+    outln!();
     if report.failures.is_empty() {
-        println!("PASSED: no failures");
+        outln!("PASSED: no failures");
     } else {
-        println!("FAILED: {} failure(s)", report.failures.len());
+        outln!("FAILED: {} failure(s)", report.failures.len());
         for failure in &report.failures {
-            println!("  - {failure}");
+            outln!("  - {failure}");
         }
     }
 }

@@ -350,9 +350,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     .context("benchmark")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     Ok(ExitCode::SUCCESS)
 }

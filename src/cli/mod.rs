@@ -1,6 +1,27 @@
 //! Command-line faces of blindpass: one binary, one subcommand per role.
 //! This is the only module that reads argv, the environment or stdin.
 
+/// `print!` for command output, through [`output::write`]: a closed
+/// stdout does not panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!($($arg)*), false)
+    };
+}
+
+/// `println!` for command output, through [`output::write`]: a closed
+/// stdout does not panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!($($arg)*), true)
+    };
+}
+
+pub mod output;
+
 pub mod admin;
 pub mod audit;
 pub mod bench;
@@ -72,6 +93,14 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args),
     };
+    if let Some(kind) = output::failure() {
+        // A reader that went away (`| head`) is normal; anything else means
+        // the output the user asked for is incomplete.
+        if kind != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: the output could not be written ({kind})");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -336,12 +336,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .await;
             }
         });
-        println!("blindpass issuer listening on {public_url}");
-        println!("  key directory:  {public_url}/v1/directory");
-        println!("  RFC 9578:       {public_url}/.well-known/private-token-issuer-directory");
-        println!("  admin token in: {}", token_path.display());
-        println!("  audit log:      {public_url}/audit/checkpoint");
-        println!("  audit log key:  {}", authority.journal().verifier_key());
+        outln!("blindpass issuer listening on {public_url}");
+        outln!("  key directory:  {public_url}/v1/directory");
+        outln!("  RFC 9578:       {public_url}/.well-known/private-token-issuer-directory");
+        outln!("  admin token in: {}", token_path.display());
+        outln!("  audit log:      {public_url}/audit/checkpoint");
+        outln!("  audit log key:  {}", authority.journal().verifier_key());
         crate::http::serve(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -107,21 +107,21 @@ fn run_sync(cache_dir: &Path, args: SyncArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| explain(e, cache_dir))?;
     let dir = cache.directory();
     match outcome {
-        SyncOutcome::Updated => println!(
+        SyncOutcome::Updated => outln!(
             "synced {} keys from {server} (issuer {}, max-age {} s)",
             dir.keys.len(),
             dir.issuer_name,
             dir.max_age_s
         ),
-        SyncOutcome::NotModified => println!(
+        SyncOutcome::NotModified => outln!(
             "directory unchanged at {server}; {} keys, fetch time refreshed",
             dir.keys.len()
         ),
     }
-    println!("{:<12} {:<10} KEY ID", "CLASS", "WINDOW");
+    outln!("{:<12} {:<10} KEY ID", "CLASS", "WINDOW");
     for key in &dir.keys {
         let short = key.key_id.get(..16).unwrap_or(&key.key_id);
-        println!(
+        outln!(
             "{:<12} {:<10} {short}…",
             key.class.as_str(),
             key.window.to_string()
@@ -145,11 +145,11 @@ fn run_check(cache_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", stale_warning(stale));
     }
     if args.json {
-        println!("{}", report_json(&report));
+        outln!("{}", report_json(&report));
     } else {
         match &report.verdict {
-            Verdict::Valid(pass) => println!("VALID {} {}", pass.class(), pass.window()),
-            Verdict::Invalid(reason) => println!("INVALID: {reason}"),
+            Verdict::Valid(pass) => outln!("VALID {} {}", pass.class(), pass.window()),
+            Verdict::Invalid(reason) => outln!("INVALID: {reason}"),
         }
     }
     Ok(if report.verdict.is_valid() {

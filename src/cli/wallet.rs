@@ -186,9 +186,9 @@ pub fn run(args: WalletArgs) -> anyhow::Result<ExitCode> {
                 employer_tax_number: e.employer_tax_number,
             };
             wallet.enrol(&api, &data, &password).map_err(explain)?;
-            println!("enrolled at {server}");
+            outln!("enrolled at {server}");
             match wallet.login(&api, &data.document_number, &password) {
-                Ok(session) => println!("logged in until {}", rfc3339(session.expires_at)),
+                Ok(session) => outln!("logged in until {}", rfc3339(session.expires_at)),
                 Err(e) => {
                     return Err(CliError::new(
                         format!("enrolled, but logging in failed: {e}"),
@@ -203,15 +203,15 @@ pub fn run(args: WalletArgs) -> anyhow::Result<ExitCode> {
             let session = wallet
                 .login(&api, &document_number, &password)
                 .map_err(explain)?;
-            println!("logged in until {}", rfc3339(session.expires_at));
+            outln!("logged in until {}", rfc3339(session.expires_at));
         }
         WalletCommand::Logout => {
             wallet.logout(&api).map_err(explain)?;
-            println!("logged out");
+            outln!("logged out");
         }
         WalletCommand::Erase => {
             wallet.erase(&api).map_err(explain)?;
-            println!("your enrolment was erased on the server; passes already obtained remain");
+            outln!("your enrolment was erased on the server; passes already obtained remain");
         }
         WalletCommand::Request(r) => {
             let class = ClassName::new(&r.class).map_err(|e| {
@@ -230,14 +230,14 @@ pub fn run(args: WalletArgs) -> anyhow::Result<ExitCode> {
             };
             let number = wallet.request(&api, &class, choice, now).map_err(explain)?;
             let pass = wallet.pass(number).map_err(explain)?;
-            println!("pass {number}: {} {}", pass.class, pass.window);
-            println!("show it with: blindpass wallet show {number}");
+            outln!("pass {number}: {} {}", pass.class, pass.window);
+            outln!("show it with: blindpass wallet show {number}");
         }
         WalletCommand::List => list(&wallet, now),
         WalletCommand::Show(s) => show(&wallet, &s, now)?,
         WalletCommand::Forget { number } => {
             let pass = wallet.forget(number).map_err(explain)?;
-            println!("forgot pass {number} ({} {})", pass.class, pass.window);
+            outln!("forgot pass {number} ({} {})", pass.class, pass.window);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -260,17 +260,20 @@ fn time_word(t: PassTime) -> &'static str {
 fn list(wallet: &Wallet, now: OffsetDateTime) {
     let passes = wallet.passes();
     if passes.is_empty() {
-        println!(
+        outln!(
             "no passes; obtain one with: blindpass wallet request --class personal --date YYYY-MM-DD"
         );
         return;
     }
-    println!(
+    outln!(
         "{:>3}  {:<12} {:<10}  {:<8}  OBTAINED",
-        "#", "CLASS", "WINDOW", "STATE"
+        "#",
+        "CLASS",
+        "WINDOW",
+        "STATE"
     );
     for (i, pass) in passes.iter().enumerate() {
-        println!(
+        outln!(
             "{:>3}  {:<12} {:<10}  {:<8}  {}",
             i + 1,
             pass.class.as_str(),
@@ -293,19 +296,19 @@ fn show(wallet: &Wallet, args: &ShowArgs, now: OffsetDateTime) -> anyhow::Result
     if let Some(path) = &args.png {
         let png = qr::render_png(&pass.payload).map_err(explain)?;
         write_private_file(path, &png).map_err(explain)?;
-        println!("{label} written to {}", path.display());
+        outln!("{label} written to {}", path.display());
     } else if let Some(path) = &args.svg {
         let svg = qr::render_svg(&pass.payload).map_err(explain)?;
         write_private_file(path, svg.as_bytes()).map_err(explain)?;
-        println!("{label} written to {}", path.display());
+        outln!("{label} written to {}", path.display());
     } else if args.text {
-        println!("{}", pass.payload);
+        outln!("{}", pass.payload);
     } else {
-        println!(
+        outln!(
             "{}",
             qr::render_terminal(&pass.payload, !args.light_terminal).map_err(explain)?
         );
-        println!("{label}");
+        outln!("{label}");
     }
     Ok(())
 }
