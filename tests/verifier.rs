@@ -309,16 +309,22 @@ fn cache_dir() -> tempfile::TempDir {
     dir
 }
 
-fn blindpass(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
+/// The binary with `args`, every stream piped, and no settings from the
+/// environment.
+fn cli(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_blindpass"));
+    command
         .args(args)
         .env_remove("BLINDPASS_VERIFIER_CACHE")
         .env_remove("BLINDPASS_SERVER")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    command
+}
+
+fn blindpass(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = cli(args).spawn().unwrap();
     {
         use std::io::Write as _;
         let mut pipe = child.stdin.take().unwrap();
@@ -359,13 +365,9 @@ fn cli_output_into_a_closed_pipe_is_not_a_crash() {
     // verdict is written. The check still runs to its end and exits as it
     // would have; nothing panics.
     let dir = cache_dir();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
-        .args(["verify", "--cache", dir.path().to_str().unwrap(), "check"])
+    let mut child = cli(&["verify", "--cache", dir.path().to_str().unwrap(), "check"])
         .args([&fixture().personal, "--at", "2026-12-01T09:30:00Z"])
-        .env_remove("BLINDPASS_VERIFIER_CACHE")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     drop(child.stdout.take());

@@ -15,6 +15,7 @@ use super::people;
 use super::raw::argon2_rate;
 use super::report::Report;
 use super::server::{Connection, Target};
+use super::stats::ErrorTally;
 use super::{BenchError, cores};
 use crate::crypto::kdf::Argon2Params;
 
@@ -259,15 +260,13 @@ pub(crate) fn log_in(
 
 /// The set-up error when no resident could log in, with why.
 fn nobody_logged_in(phases: &[&Phase]) -> BenchError {
-    let why: Vec<String> = phases
-        .iter()
-        .flat_map(|p| p.errors.iter())
-        .map(|(k, n)| format!("{k} × {n}"))
-        .collect();
+    let mut why = ErrorTally::default();
+    for phase in phases {
+        why.merge(phase.errors.clone());
+    }
     BenchError::Setup(format!(
-        "no resident could enrol and log in ({}); is a period open? pass \
-         --admin-token-file to let the bench open one",
-        why.join(", ")
+        "no resident could enrol and log in ({why}); is a period open? pass \
+         --admin-token-file to let the bench open one"
     ))
 }
 

@@ -292,14 +292,7 @@ impl fmt::Display for Report {
                 if errors.is_empty() {
                     writeln!(f, "  failures ({phase}): none")?;
                 } else {
-                    let kinds: Vec<String> =
-                        errors.iter().map(|(k, n)| format!("{k} × {n}")).collect();
-                    writeln!(
-                        f,
-                        "  failures ({phase}): {} — {}",
-                        errors.total(),
-                        kinds.join(", ")
-                    )?;
+                    writeln!(f, "  failures ({phase}): {} — {errors}", errors.total())?;
                 }
             }
         }

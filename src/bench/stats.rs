@@ -104,6 +104,17 @@ impl ErrorTally {
     }
 }
 
+/// `kind × count, kind × count, …`, by kind.
+impl std::fmt::Display for ErrorTally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (kind, n)) in self.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{kind} × {n}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +148,7 @@ mod tests {
             a.iter().collect::<Vec<_>>(),
             vec![("503 timeout", 2), ("network: io", 1)]
         );
+        assert_eq!(a.to_string(), "503 timeout × 2, network: io × 1");
+        assert_eq!(ErrorTally::default().to_string(), "");
     }
 }

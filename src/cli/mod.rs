@@ -93,15 +93,7 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args),
     };
-    if let Some(kind) = output::failure() {
-        // A reader that went away (`| head`) is normal; anything else means
-        // the output the user asked for is incomplete.
-        if kind != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: the output could not be written ({kind})");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    }
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -110,5 +102,14 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(EXIT_USAGE)
         }
+    };
+    match output::failure() {
+        // A reader that went away (`| head`) is normal; anything else means
+        // the output the user asked for is incomplete.
+        Some(kind) if kind != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: the output could not be written ({kind})");
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => code,
     }
 }

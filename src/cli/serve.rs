@@ -200,7 +200,7 @@ const ARENAS: u32 = 2;
 fn limit_malloc_arenas() -> &'static str {
     let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     if current.contains(ARENA_TUNABLE) {
-        return "capped by GLIBC_TUNABLES";
+        return "as GLIBC_TUNABLES sets them";
     }
     let Ok(exe) = std::env::current_exe() else {
         return "left at glibc's default (own path unknown)";
@@ -223,7 +223,8 @@ fn limit_malloc_arenas() -> &'static str {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let arenas = limit_malloc_arenas();
     init_logging(args.log_format);
-    tracing::info!(arenas, limit = ARENAS, "malloc arenas");
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    tracing::info!(arenas, tunables, "malloc arenas");
     let http = http_config(&args)?;
     let pass = passphrase(&args)?;
     let public_url = args

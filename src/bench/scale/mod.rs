@@ -168,15 +168,9 @@ fn prepare_load(
         settings.quiet,
     );
     if sessions.sessions.is_empty() {
-        let why: Vec<String> = sessions
-            .login
-            .errors
-            .iter()
-            .map(|(k, n)| format!("{k} × {n}"))
-            .collect();
         return Err(BenchError::Setup(format!(
             "no resident could log in ({})",
-            why.join(", ")
+            sessions.login.errors
         )));
     }
     let (key, window, digest) = issuer_key(base_url, CLASS)?;
@@ -224,14 +218,9 @@ fn probe_rate(
     };
     let run = timed_issuance(url, sessions, &requests, probe);
     if run.ok == 0 {
-        let kinds: Vec<String> = run
-            .errors
-            .iter()
-            .map(|(k, n)| format!("{k} × {n}"))
-            .collect();
         return Err(BenchError::Setup(format!(
             "no pass was issued in the probe ({})",
-            kinds.join(", ")
+            run.errors
         )));
     }
     Ok(run.rate())
