@@ -414,6 +414,20 @@ impl Store {
         Ok(())
     }
 
+    /// Writes and flushes one small fixed record (no personal data), for
+    /// the health endpoints: it fails while sled cannot write. sled keeps
+    /// an I/O error (a full disk, say) and returns it from every later
+    /// write until the database is reopened, so a failure here means the
+    /// process needs a restart.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.core.db.insert(b"health.probe", &stamp.to_be_bytes())?;
+        self.core.db.flush()?;
+        Ok(())
+    }
+
     /// The tree names, for audits of what is stored.
     pub fn tree_names(&self) -> Vec<String> {
         self.core
