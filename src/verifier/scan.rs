@@ -283,7 +283,6 @@ mod tests {
         let started = Instant::now();
         let result = payload_within(&jpeg, budget);
         let took = started.elapsed();
-        eprintln!("NOISE {result:?} {took:?}");
         assert!(
             matches!(result, Err(ScanError::NoQrCode | ScanError::TimedOut(_))),
             "{result:?}"
