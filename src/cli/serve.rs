@@ -77,6 +77,25 @@ pub struct ServeArgs {
     /// at least 1].
     #[arg(long, value_name = "N")]
     pub argon2_permits: Option<usize>,
+    /// Enrolments and logins that may wait for an Argon2id permit; more are
+    /// answered 503 with Retry-After [default: 10 per permit].
+    #[arg(long, value_name = "N")]
+    pub argon2_queue: Option<usize>,
+    /// Token requests that may wait for a signing thread; more are answered
+    /// 503 with Retry-After [default: 64 per thread].
+    #[arg(long, value_name = "N")]
+    pub sign_queue: Option<usize>,
+    /// Open connections at most; past it the server stops accepting until
+    /// one closes [default: the descriptor limit less 128, at most 4096].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may take to send a request head, or stay idle
+    /// between requests, before it is closed.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub header_timeout_s: u64,
+    /// Free space under the data directory, MiB, below which /readyz fails.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub min_free_disk_mib: u64,
     /// When the expiry job runs: a six-field cron expression (sec min hour
     /// day month weekday). A pass also runs at every start.
     #[arg(long, default_value = crate::scheduler::EVERY_MINUTE)]
@@ -147,12 +166,30 @@ fn http_config(args: &ServeArgs) -> anyhow::Result<HttpConfig> {
         )
         .into());
     }
+    if args.max_connections == Some(0) || args.header_timeout_s == 0 {
+        return Err(CliError::new(
+            "--max-connections and --header-timeout-s must be at least 1",
+            "leave them out for the defaults (from the descriptor limit; 10 s)",
+        )
+        .into());
+    }
     let defaults = HttpConfig::default();
+    let sign_permits = args.sign_permits.unwrap_or(defaults.sign_permits);
+    let argon2_permits = args.argon2_permits.unwrap_or(defaults.argon2_permits);
     Ok(HttpConfig {
         rate_burst: args.rate_burst,
         rate_per_s: args.rate_per_s,
-        sign_permits: args.sign_permits.unwrap_or(defaults.sign_permits),
-        argon2_permits: args.argon2_permits.unwrap_or(defaults.argon2_permits),
+        sign_permits,
+        argon2_permits,
+        sign_queue: args
+            .sign_queue
+            .unwrap_or(crate::http::SIGN_QUEUE_PER_THREAD * sign_permits),
+        argon2_queue: args
+            .argon2_queue
+            .unwrap_or(crate::http::ARGON2_QUEUE_PER_PERMIT * argon2_permits),
+        max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout_s),
+        min_free_disk_bytes: args.min_free_disk_mib.saturating_mul(1024 * 1024),
         ..defaults
     })
 }
@@ -398,6 +435,31 @@ mod tests {
         assert_eq!(config.rate_per_s, 1e6);
         assert_eq!(config.sign_permits, 8);
         assert_eq!(config.argon2_permits, 3);
+        // The queues follow the permits given.
+        assert_eq!(config.sign_queue, 8 * crate::http::SIGN_QUEUE_PER_THREAD);
+        assert_eq!(config.argon2_queue, 3 * crate::http::ARGON2_QUEUE_PER_PERMIT);
+    }
+
+    #[test]
+    fn overload_flags_reach_the_http_config() {
+        let config = http_config(&parse(&[
+            "--sign-queue",
+            "5",
+            "--argon2-queue",
+            "0",
+            "--max-connections",
+            "100",
+            "--header-timeout-s",
+            "3",
+            "--min-free-disk-mib",
+            "1",
+        ]))
+        .unwrap();
+        assert_eq!(config.sign_queue, 5);
+        assert_eq!(config.argon2_queue, 0);
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(config.header_read_timeout.as_secs(), 3);
+        assert_eq!(config.min_free_disk_bytes, 1024 * 1024);
     }
 
     #[test]
@@ -408,6 +470,8 @@ mod tests {
             &["--rate-per-s", "NaN"],
             &["--sign-permits", "0"],
             &["--argon2-permits", "0"],
+            &["--max-connections", "0"],
+            &["--header-timeout-s", "0"],
         ] {
             assert!(http_config(&parse(bad)).is_err(), "{bad:?}");
         }

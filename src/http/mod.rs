@@ -37,6 +37,16 @@ use crate::issuer::Authority;
 use metrics::Metrics;
 use problem::Problem;
 
+/// Enrolments and logins that may wait per Argon2 permit. A hash at the
+/// default parameters takes about 25–50 ms on one core here (`blindpass
+/// bench enrol`), so 10 waiting is a quarter to half a second of queue.
+pub const ARGON2_QUEUE_PER_PERMIT: usize = 10;
+
+/// Token requests that may wait per signing thread. A blind signature takes
+/// about 1 ms of a core with OpenSSL (`blindpass bench sign`), so 64 waiting
+/// is under 100 ms of queue.
+pub const SIGN_QUEUE_PER_THREAD: usize = 64;
+
 /// Service limits and tuning.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -88,21 +98,25 @@ impl Default for HttpConfig {
             session_ttl: time::Duration::hours(12),
             rate_burst: 20,
             rate_per_s: 2.0,
-            // Well under the usual 1,024-descriptor default, leaving room
-            // for the store, the vault and the audit log.
-            max_connections: 512,
+            max_connections: default_max_connections(),
             header_read_timeout: Duration::from_secs(10),
-            // An Argon2 hash at the defaults costs about 50 ms per permit
-            // (docs/benchmarks.md): 10 waiting per permit is about half a
-            // second of queue.
-            argon2_queue: 10 * argon2_permits,
-            // A signature costs about 1 ms per core with OpenSSL: 64
-            // waiting per thread is well under 100 ms of queue.
-            sign_queue: 64 * cores,
+            argon2_queue: ARGON2_QUEUE_PER_PERMIT * argon2_permits,
+            sign_queue: SIGN_QUEUE_PER_THREAD * cores,
             min_free_disk_bytes: 64 * 1024 * 1024,
             health_probe_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// The connection cap when none is configured: the process's descriptor
+/// limit less a reserve for the store, the vault, the audit log and the
+/// thread pools, at least 64 and at most 4,096.
+fn default_max_connections() -> usize {
+    const RESERVE: u64 = 128;
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4096 + RESERVE);
+    usize::try_from(soft.saturating_sub(RESERVE).clamp(64, 4096)).unwrap_or(4096)
 }
 
 /// A token bucket per client address, for login and enrolment.
