@@ -82,7 +82,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub argon2_queue: Option<usize>,
     /// Token requests that may wait for a signing thread; more are answered
-    /// 503 with Retry-After [default: 64 per thread].
+    /// 503 with Retry-After [default: 16 per thread].
     #[arg(long, value_name = "N")]
     pub sign_queue: Option<usize>,
     /// Open connections at most; past it the server stops accepting until

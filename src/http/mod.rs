@@ -38,14 +38,16 @@ use metrics::Metrics;
 use problem::Problem;
 
 /// Enrolments and logins that may wait per Argon2 permit. A hash at the
-/// default parameters takes about 25–50 ms on one core here (`blindpass
-/// bench enrol`), so 10 waiting is a quarter to half a second of queue.
+/// default parameters takes 25–40 ms of one core here (raw Argon2id 24–37
+/// per second in `blindpass bench enrol`), so 10 waiting is a quarter to
+/// half a second of queue.
 pub const ARGON2_QUEUE_PER_PERMIT: usize = 10;
 
-/// Token requests that may wait per signing thread. A blind signature takes
-/// about 1 ms of a core with OpenSSL (`blindpass bench sign`), so 64 waiting
-/// is under 100 ms of queue.
-pub const SIGN_QUEUE_PER_THREAD: usize = 64;
+/// Token requests that may wait per signing thread. The server answers
+/// about 2,100 passes/s on this machine's two cores (`blindpass bench
+/// issue`); by Little's law 16 waiting per thread is about 16 ms of queue.
+/// 64 per thread let the admitted p99 reach 200 ms (`docs/benchmarks.md`).
+pub const SIGN_QUEUE_PER_THREAD: usize = 16;
 
 /// Service limits and tuning.
 #[derive(Debug, Clone)]
