@@ -437,7 +437,10 @@ mod tests {
         assert_eq!(config.argon2_permits, 3);
         // The queues follow the permits given.
         assert_eq!(config.sign_queue, 8 * crate::http::SIGN_QUEUE_PER_THREAD);
-        assert_eq!(config.argon2_queue, 3 * crate::http::ARGON2_QUEUE_PER_PERMIT);
+        assert_eq!(
+            config.argon2_queue,
+            3 * crate::http::ARGON2_QUEUE_PER_PERMIT
+        );
     }
 
     #[test]
