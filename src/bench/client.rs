@@ -4,7 +4,7 @@
 //!
 //! The one exception to "no retries" is a request the server shed
 //! (`503 overloaded`): a well-behaved client waits the `Retry-After` it was
-//! given, and the runners do, counting every shed answer apart from the
+//! given (with jitter), and the runners do, counting every shed answer apart from the
 //! admitted ones so the report shows the shed rate and the admitted latency.
 
 use std::cell::Cell;
@@ -32,6 +32,18 @@ thread_local! {
 /// The `Retry-After` of this thread's last reply, if it had one.
 pub(crate) fn last_retry_after() -> Option<Duration> {
     RETRY_AFTER.with(Cell::get)
+}
+
+/// How long a shed client waits: the server's `Retry-After` (1 s if it gave
+/// none), spread uniformly over half to one and a half times that. Clients
+/// that all waited exactly the same time would come back together, in
+/// waves that leave the queue empty between them; real clients are not in
+/// step, and well-behaved ones add jitter.
+pub(crate) fn shed_backoff() -> Duration {
+    let base = last_retry_after().unwrap_or(Duration::from_secs(1));
+    let mut byte = [0u8; 1];
+    rand::fill(&mut byte);
+    base.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
 }
 
 /// A reply read in full.
@@ -200,9 +212,7 @@ where
                                 match outcome {
                                     Err(kind) if kind == SHED => {
                                         shed += 1;
-                                        std::thread::sleep(
-                                            last_retry_after().unwrap_or(Duration::from_secs(1)),
-                                        );
+                                        std::thread::sleep(shed_backoff());
                                     }
                                     outcome => {
                                         latencies.push(took);

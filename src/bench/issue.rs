@@ -511,8 +511,7 @@ pub(crate) fn timed_issuance(
                             if shed {
                                 // A well-behaved client waits before its next
                                 // request; not past the end of the run.
-                                let wait = client::last_retry_after()
-                                    .unwrap_or(Duration::from_secs(1))
+                                let wait = client::shed_backoff()
                                     .min(end.saturating_duration_since(Instant::now()));
                                 std::thread::sleep(wait);
                             }
