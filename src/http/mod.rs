@@ -260,6 +260,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             "Timed out",
             "the request took too long; retry later",
         )
+        .with_retry_after_s(1)
         .into_response(),
     };
     let elapsed = started.elapsed();
