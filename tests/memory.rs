@@ -70,7 +70,10 @@ fn start(data: &Path, log: &Path) -> Server {
     let url = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
     while agent().get(&format!("{url}/healthz")).call().is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "server did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Server {

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Leave core dumps on (for debugging only: a core file holds keys and
+    /// personal data that no later destruction reaches).
+    #[arg(long)]
+    pub allow_core_dumps: bool,
 }
 
 const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
@@ -222,9 +226,11 @@ fn limit_malloc_arenas() -> &'static str {
 /// Runs `blindpass serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let arenas = limit_malloc_arenas();
+    let core_dumps = super::hardening::protect_memory(args.allow_core_dumps)?;
     init_logging(args.log_format);
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     tracing::info!(arenas, tunables, "malloc arenas");
+    tracing::info!(core_dumps, "core dumps");
     let http = http_config(&args)?;
     let pass = passphrase(&args)?;
     let public_url = args

@@ -152,11 +152,9 @@ impl MasterKeyProvider for PassphraseSlot {
         let wrapped = hex::decode(&file.wrapped).map_err(|_| VaultError::Corrupt("master slot"))?;
         let plain = seal::open(self.kek.expose_secret(), &slot_aad(file.version), &wrapped)
             .map_err(|_| VaultError::WrongPassphrase)?;
-        let bytes: [u8; 32] = plain
-            .expose_secret()
-            .try_into()
-            .map_err(|_| VaultError::Corrupt("master key length"))?;
-        Ok((file.version, MasterKey::from_bytes(bytes)))
+        let key = MasterKey::from_slice(plain.expose_secret())
+            .ok_or(VaultError::Corrupt("master key length"))?;
+        Ok((file.version, key))
     }
 
     fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {
