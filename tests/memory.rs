@@ -232,6 +232,17 @@ fn destroyed_keys_and_purged_residents_are_gone_from_memory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = start(&data, &dir.path().join("serve.log"));
+    // Core dumps are off, for good (the hard limit too).
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let admin = admin.trim();
     let mut masters = vec![read_vault(&data).0];

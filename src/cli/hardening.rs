@@ -46,14 +46,20 @@ fn disable_core_dumps() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
 
+    // One test, because it changes the test process for good: the hard
+    // limit cannot be raised again.
     #[test]
-    fn allowing_changes_nothing() {
-        let before = rustix::process::getrlimit(rustix::process::Resource::Core);
+    fn allowing_changes_nothing_and_protecting_turns_dumps_off() {
+        let before = getrlimit(Resource::Core);
         assert!(protect_memory(true).unwrap().contains("allowed"));
-        assert_eq!(
-            rustix::process::getrlimit(rustix::process::Resource::Core),
-            before
-        );
+        assert_eq!(getrlimit(Resource::Core), before);
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::Dumpable);
+
+        assert!(protect_memory(false).unwrap().starts_with("off"));
+        let now = getrlimit(Resource::Core);
+        assert_eq!((now.current, now.maximum), (Some(0), Some(0)));
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
     }
 }

@@ -158,6 +158,28 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        // The `hmac` crate is the oracle for the hand-written HMAC.
+        #[test]
+        fn hmac_matches_the_hmac_crate(
+            key: [u8; 32],
+            a in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            use hmac::{Hmac, KeyInit, Mac};
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+            mac.update(&a);
+            mac.update(&b);
+            let expected: [u8; 32] = mac.finalize().into_bytes().into();
+            proptest::prop_assert_eq!(hmac_sha256(&key, &[&a, &b]), expected);
+            let derived = derive(&key, "label", &a);
+            proptest::prop_assert_eq!(
+                derived.expose_secret(),
+                &hmac_sha256(&key, &[b"label", &[0], &a])
+            );
+        }
+    }
+
     #[test]
     fn argon2id_depends_on_passphrase_and_salt() {
         let p = Argon2Params::INSECURE_FAST_FOR_TESTS;

@@ -208,6 +208,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_has_one_copy_that_clones_share() {
+        let key = PeriodKey::generate();
+        let other = key.clone();
+        assert!(std::ptr::eq(key.expose_secret(), other.expose_secret()));
+        let master = MasterKey::from_slice(&[7; 32]).unwrap();
+        assert!(std::ptr::eq(
+            master.expose_secret(),
+            master.clone().expose_secret()
+        ));
+        assert!(MasterKey::from_slice(&[7; 31]).is_none());
+        assert!(MasterKey::from_slice(&[7; 33]).is_none());
+    }
+
+    #[test]
     fn equality_compares_contents() {
         assert_eq!(
             MasterKey::from_bytes([1; 32]),
