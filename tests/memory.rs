@@ -151,11 +151,37 @@ fn read_vault(data: &Path) -> ((u64, [u8; 32]), Vec<(String, [u8; 32])>) {
     ((version, *master.expose_secret()), periods)
 }
 
+/// SHA-256's state after one block, as the words sit in memory (native
+/// order) and as bytes (big-endian).
+fn midstates(block: &[u8; 64]) -> [Vec<u8>; 2] {
+    let mut state: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    sha2::block_api::compress256(&mut state, &[*block]);
+    [
+        state.iter().flat_map(|w| w.to_ne_bytes()).collect(),
+        state.iter().flat_map(|w| w.to_be_bytes()).collect(),
+    ]
+}
+
 /// The forms in which a 32-byte key betrays itself: raw, as hex (as in the
-/// key ring's JSON), and XORed with HMAC's inner and outer pads (one XOR
-/// away from the key).
+/// key ring's JSON), XORed with HMAC's inner and outer pads (one XOR away
+/// from the key), and SHA-256's state after those padded blocks (enough
+/// to compute any HMAC, hence any derived key, under the key).
 fn key_forms(what: &str, key: &[u8; 32]) -> Vec<(String, Vec<u8>)> {
-    vec![
+    let mut forms = Vec::new();
+    for (pad, name) in [(0x36u8, "ipad"), (0x5c, "opad")] {
+        let mut block = [pad; 64];
+        block.iter_mut().zip(key).for_each(|(b, k)| *b ^= k);
+        let [native, big] = midstates(&block);
+        forms.push((format!("{what}: SHA-256 state after K ^ {name}"), native));
+        forms.push((
+            format!("{what}: SHA-256 state after K ^ {name}, bytes"),
+            big,
+        ));
+    }
+    forms.extend([
         (format!("{what} raw"), key.to_vec()),
         (format!("{what} hex"), hex::encode(key).into_bytes()),
         (
@@ -166,7 +192,8 @@ fn key_forms(what: &str, key: &[u8; 32]) -> Vec<(String, Vec<u8>)> {
             format!("{what} ^ HMAC opad"),
             key.iter().map(|b| b ^ 0x5c).collect(),
         ),
-    ]
+    ]);
+    forms
 }
 
 /// Reads every readable mapping of `pid` and counts, per needle, where it

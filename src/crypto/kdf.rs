@@ -107,28 +107,31 @@ pub fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-/// HMAC-SHA-256 (RFC 2104) written out over SHA-256, so that the padded
-/// key blocks (`K ⊕ ipad`, `K ⊕ opad`: one XOR away from the key) live in
-/// a heap buffer wiped after use. The `hmac` crate keeps them in a stack
-/// array it never wipes, and a stack frame can outlive its use for as long
-/// as the thread lives.
+/// HMAC-SHA-256 (RFC 2104) written out over SHA-256, so that nothing from
+/// which the key can be had outlives the call:
+/// - the padded key blocks (`K ⊕ ipad`, `K ⊕ opad`: one XOR away from the
+///   key) live in a heap buffer wiped after use; the `hmac` crate keeps
+///   them in a stack array it never wipes;
+/// - the hash states after those blocks (as good as the key for computing
+///   any HMAC under it) are finalized in place and wiped on drop (`sha2`'s
+///   `zeroize` feature), never moved: a move leaves the old bytes behind in
+///   a stack frame, which can outlive its use for as long as the thread.
 fn hmac_sha256_into(key: &[u8; 32], parts: &[&[u8]], out: &mut [u8; 32]) {
     const BLOCK: usize = 64;
     let mut pad = Zeroizing::new(vec![0u8; BLOCK]);
     pad[..32].copy_from_slice(key);
     pad.iter_mut().for_each(|b| *b ^= 0x36);
-    let mut inner = Sha256::new();
-    inner.update(&pad[..]);
+    let mut hash = Sha256::new();
+    Digest::update(&mut hash, &pad[..]);
     for part in parts {
-        inner.update(part);
+        Digest::update(&mut hash, part);
     }
     let mut inner_hash = Zeroizing::new([0u8; 32]);
-    inner.finalize_into((&mut *inner_hash).into());
+    Digest::finalize_into_reset(&mut hash, (&mut *inner_hash).into());
     pad.iter_mut().for_each(|b| *b ^= 0x36 ^ 0x5c);
-    let mut outer = Sha256::new();
-    outer.update(&pad[..]);
-    outer.update(&inner_hash[..]);
-    outer.finalize_into(out.into());
+    Digest::update(&mut hash, &pad[..]);
+    Digest::update(&mut hash, &inner_hash[..]);
+    Digest::finalize_into_reset(&mut hash, out.into());
 }
 
 #[cfg(test)]
