@@ -144,8 +144,9 @@ impl KeyRing {
         Ok(SecretBytes::from(bytes))
     }
 
-    /// Parses what [`KeyRing::to_bytes`] wrote.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, VaultError> {
+    /// Parses what [`KeyRing::to_bytes`] wrote (the decrypted ring file);
+    /// anything else is [`VaultError::Corrupt`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, VaultError> {
         let file: RingFile =
             serde_json::from_slice(bytes).map_err(|_| VaultError::Corrupt("key ring"))?;
         if file.format != RING_FORMAT {
