@@ -133,9 +133,14 @@ impl Canary {
     }
 }
 
-/// The current master key (version, bytes) and the key ring's period keys,
-/// read from the vault files with the operator passphrase.
-fn read_vault(data: &Path) -> ((u64, [u8; 32]), Vec<(String, [u8; 32])>) {
+/// A master key version and its bytes.
+type Master = (u64, [u8; 32]);
+/// A period id and its key's bytes.
+type Period = (String, [u8; 32]);
+
+/// The current master key and the key ring's period keys, read from the
+/// vault files with the operator passphrase.
+fn read_vault(data: &Path) -> (Master, Vec<Period>) {
     let layout = DataDir::new(data);
     let pass = Passphrase::new(PASSPHRASE.into());
     let slot = PassphraseSlot::open(&layout.master_slot(), &pass).unwrap();
