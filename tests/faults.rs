@@ -15,7 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use blindpass::crypto::blind::{IssuerPublicKey, PendingToken, begin_issuance, finalize};
@@ -554,7 +554,7 @@ struct Resident {
     granted: BTreeMap<usize, Vec<u8>>,
 }
 
-const MESSAGES_PER_RESIDENT: usize = 4;
+const MESSAGES_PER_RESIDENT: usize = 3;
 
 /// After a restart, each resident first asks with every message not yet
 /// answered (a resident at the quota must be refused all of them: had an
@@ -600,12 +600,36 @@ fn sweep_after_restart(server: &Server, residents: &mut [Resident], window: &str
     }
 }
 
+/// When the SIGKILL comes in an issuance round.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// After a random delay of up to 250 ms.
+    RandomDelay,
+    /// As soon as the first few passes of the round are acknowledged: the
+    /// moment a charge that was answered but not yet durable would be lost.
+    FirstAnswers,
+}
+
 #[test]
 fn sigkill_during_issuance_loses_no_acknowledged_pass_and_never_exceeds_the_quota() {
+    issuance_under_sigkill("issuance, random kill", KillAt::RandomDelay);
+}
+
+#[test]
+#[ignore = "needs a replayed pass answered only once its charge is durable"]
+fn sigkill_right_after_a_pass_is_answered_loses_no_acknowledged_pass() {
+    issuance_under_sigkill("issuance, kill on answer", KillAt::FirstAnswers);
+}
+
+/// Rounds of residents asking for personal passes concurrently, several
+/// workers each over the same few blinded messages (so retries of one
+/// message race each other), ended by a SIGKILL; between rounds and at the
+/// end, [`sweep_after_restart`] checks that no acknowledged charge was lost.
+fn issuance_under_sigkill(test: &str, kill_at: KillAt) {
     const ROUNDS: usize = 4;
     const NEW_RESIDENTS_PER_ROUND: usize = 3;
-    const WORKERS_PER_RESIDENT: usize = 2;
-    let mut rng = Rng::seeded("issuance");
+    const WORKERS_PER_NEW_RESIDENT: usize = 3;
+    let mut rng = Rng::seeded(test);
     let data = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("serve.log");
@@ -644,19 +668,30 @@ fn sigkill_during_issuance_loses_no_acknowledged_pass_and_never_exceeds_the_quot
         // server dies under them.
         let base = server.url("");
         let window_text = window.clone();
+        // Residents of earlier rounds (at the quota) keep asking too, with
+        // one worker each: replays and refusals under the kill.
+        let first_new = residents.len() - NEW_RESIDENTS_PER_ROUND;
         let work: Vec<(usize, String, Vec<Vec<u8>>)> = residents
             .iter()
             .enumerate()
             .map(|(i, r)| (i, r.session.clone(), r.requests.clone()))
             .collect();
+        let answered = Arc::new(AtomicUsize::new(0));
+        let t0 = Instant::now();
         let mut handles = Vec::new();
         for (i, session, requests) in work {
-            for _ in 0..WORKERS_PER_RESIDENT {
-                let (base, window, session, requests) = (
+            let workers = if i >= first_new {
+                WORKERS_PER_NEW_RESIDENT
+            } else {
+                1
+            };
+            for _ in 0..workers {
+                let (base, window, session, requests, answered) = (
                     base.clone(),
                     window_text.clone(),
                     session.clone(),
                     requests.clone(),
+                    answered.clone(),
                 );
                 let mut rng = rng.fork();
                 handles.push(std::thread::spawn(move || {
@@ -664,16 +699,31 @@ fn sigkill_during_issuance_loses_no_acknowledged_pass_and_never_exceeds_the_quot
                     loop {
                         let idx = rng.below(requests.len() as u64) as usize;
                         match post_token(&base, &session, &window, &requests[idx]) {
-                            Ok(answer) => answers.push((i, idx, answer)),
+                            Ok(answer) => {
+                                if answer.status == 200 && i >= first_new {
+                                    answered.fetch_add(1, Ordering::SeqCst);
+                                }
+                                answers.push((i, idx, answer));
+                            }
                             Err(_) => return answers,
                         }
                     }
                 }));
             }
         }
-        let delay = Duration::from_millis(rng.below(250));
-        std::thread::sleep(delay);
+        match kill_at {
+            KillAt::RandomDelay => std::thread::sleep(Duration::from_millis(rng.below(250))),
+            KillAt::FirstAnswers => {
+                let wanted = 1 + rng.below(3) as usize;
+                while answered.load(Ordering::SeqCst) < wanted
+                    && t0.elapsed() < Duration::from_secs(5)
+                {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
         server.kill();
+        let delay = t0.elapsed();
         let mut statuses = BTreeMap::<u16, usize>::new();
         for handle in handles {
             for (i, idx, answer) in handle.join().unwrap() {
