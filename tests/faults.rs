@@ -867,7 +867,7 @@ fn sigkill_during_enrolment_loses_no_acknowledged_enrolment() {
 
 #[test]
 fn sigkill_during_destruction_ends_destroyed_and_spares_other_periods() {
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 8;
     let mut rng = Rng::seeded("destruction");
     let data = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -875,6 +875,15 @@ fn sigkill_during_destruction_ends_destroyed_and_spares_other_periods() {
     let mut server = Server::start(data.path(), &log);
     let kept = server.open_period("kept", 3600);
     assert_eq!(server.enrol("KEEP0001").unwrap().status, 201);
+    // How long an end with destruction takes here, so the kills spread
+    // over the whole of it: intent, ring rewrite, master replacement,
+    // scrubbing, audit entries.
+    let calibration = server.open_period("calibration", 0);
+    let t0 = Instant::now();
+    assert_eq!(server.end_period(&calibration).unwrap().status, 200);
+    let took = t0.elapsed();
+    let spread_us = (took.as_micros() as u64 * 5 / 4).max(5_000);
+    eprintln!("an end with destruction took {took:?}; kills within {spread_us} µs");
 
     for round in 0..ROUNDS {
         let doomed = server.open_period(&format!("doomed {round}"), 0);
@@ -892,7 +901,7 @@ fn sigkill_during_destruction_ends_destroyed_and_spares_other_periods() {
                 .ok()
                 .map(|a| a.status)
         });
-        let delay = Duration::from_millis(rng.below(300));
+        let delay = Duration::from_micros(rng.below(spread_us));
         std::thread::sleep(delay);
         server.kill();
         let answered = ender.join().unwrap();
@@ -903,7 +912,16 @@ fn sigkill_during_destruction_ends_destroyed_and_spares_other_periods() {
 
         // The service starts and the vault opens with the passphrase.
         server.restart();
-        if server.live_periods().contains(&doomed) {
+        let live_after_restart = server.live_periods().contains(&doomed);
+        eprintln!(
+            "round {round}: after the restart the period is {}",
+            if live_after_restart {
+                "live (ended again)"
+            } else {
+                "destroyed"
+            }
+        );
+        if live_after_restart {
             // The end never took effect, so the operator asks again.
             assert_eq!(answered, None, "an acknowledged end left the period live");
             assert_eq!(server.end_period(&doomed).unwrap().status, 200);
