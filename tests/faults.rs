@@ -1077,7 +1077,8 @@ fn a_missing_or_damaged_store_is_refused_with_a_clear_message() {
     let sled_db = original.join("sled/db");
     assert!(sled_db.is_file(), "sled keeps its data in sled/db");
 
-    let cases: [(&str, fn(&Path)); 2] = [
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 2] = [
         ("a deleted store", |data| {
             std::fs::remove_dir_all(data.join("sled")).unwrap();
         }),
@@ -1259,12 +1260,12 @@ fn full_disk(test: &str, check_recovery: bool) {
         );
         failures += 1;
     }
-    for idx in 1..3 {
-        let answer = post_token(&server.url(""), &session, &window, &pending[idx].0.encode())
+    for (idx, (request, token)) in pending.iter().enumerate().skip(1) {
+        let answer = post_token(&server.url(""), &session, &window, &request.encode())
             .expect("the server stays up");
         match answer.status {
             200 => {
-                assert!(finalizes(&pending[idx].1, &answer.body));
+                assert!(finalizes(token, &answer.body));
                 passes.insert(idx, answer.body);
             }
             // A charge whose flush failed may still stand in memory, so
