@@ -910,6 +910,15 @@ fn sigkill_during_destruction_ends_destroyed_and_spares_other_periods() {
             assert_eq!(status, 200);
         }
 
+        if rng.below(2) == 0 {
+            // A second crash, while the restart recovers.
+            let mut child = Server::spawn(data.path(), &log, free_port());
+            let delay = Duration::from_micros(rng.below(400_000));
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("round {round}: killed again {delay:?} into the restart");
+        }
         // The service starts and the vault opens with the passphrase.
         server.restart();
         let live_after_restart = server.live_periods().contains(&doomed);
