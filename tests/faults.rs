@@ -1222,7 +1222,8 @@ const SLOW_DISK_WRITE_IOPS: u32 = 20;
 /// cgroup: an fsync there takes tens of milliseconds, as on a busy disk.
 /// Everything is undone when dropped.
 struct SlowDisk {
-    image: tempfile::TempDir,
+    /// Holds the image file; removed after the loop device is detached.
+    _image: tempfile::TempDir,
     mount: tempfile::TempDir,
     device: String,
     cgroup: PathBuf,
@@ -1273,7 +1274,7 @@ impl SlowDisk {
         ));
         // From here on, `Drop` undoes what was done.
         let disk = Self {
-            image,
+            _image: image,
             mount,
             device,
             cgroup,
@@ -1320,7 +1321,6 @@ impl Drop for SlowDisk {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.image.path();
     }
 }
 
