@@ -1,6 +1,6 @@
-//! On-site inspection of a running issuer's memory: every readable mapping
-//! of the process (`/proc/PID/maps`, read through `/proc/PID/mem` in
-//! bounded chunks) searched for period keys — recognised by the
+//! On-site inspection of a running issuer's memory: every mapping of the
+//! process (`/proc/PID/maps`, read through `/proc/PID/mem` in bounded
+//! chunks, inaccessible `---p` ones included) searched for period keys — recognised by the
 //! commitments the audit log publishes — and for canary strings.
 //!
 //! A period key `K` is published only as its commitment
@@ -128,11 +128,11 @@ pub enum MemoryFailure {
 pub struct MemoryReport {
     /// The process inspected.
     pub pid: u32,
-    /// Readable mappings.
+    /// Mappings (inaccessible ones included).
     pub mappings: usize,
     /// Bytes read and searched.
     pub bytes_scanned: u64,
-    /// Bytes of readable mappings that could not be read (e.g. `[vvar]`).
+    /// Bytes of mappings that could not be read (e.g. `[vvar]`).
     pub bytes_unreadable: u64,
     /// How long the scan took.
     pub elapsed_ms: u64,
@@ -172,7 +172,7 @@ impl MemoryReport {
 pub struct Progress {
     /// Bytes read so far (readable or not).
     pub done: u64,
-    /// Bytes in all readable mappings.
+    /// Bytes in all mappings.
     pub total: u64,
 }
 
@@ -376,7 +376,7 @@ impl Scanner {
     }
 }
 
-/// One line of `/proc/PID/maps` that can be read.
+/// One line of `/proc/PID/maps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Mapping {
     start: u64,
@@ -384,18 +384,17 @@ struct Mapping {
     name: String,
 }
 
-/// The readable mappings in a `/proc/PID/maps` listing.
-fn readable_mappings(maps: impl std::io::BufRead) -> std::io::Result<Vec<Mapping>> {
+/// The mappings in a `/proc/PID/maps` listing. Inaccessible ones (`---p`)
+/// are kept: a tracer may still read them through `/proc/PID/mem`, and a
+/// secret hidden behind `mprotect(PROT_NONE)` is still in memory.
+fn mappings(maps: impl std::io::BufRead) -> std::io::Result<Vec<Mapping>> {
     let mut out = Vec::new();
     for line in maps.lines() {
         let line = line?;
         let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+        let (Some(range), Some(_perms)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if !perms.starts_with('r') {
-            continue;
-        }
         let Some((start, end)) = range.split_once('-') else {
             continue;
         };
@@ -467,7 +466,7 @@ pub fn inspect_memory(
 
     let proc = Path::new("/proc").join(pid.to_string());
     let maps = File::open(proc.join("maps")).map_err(|e| process_error(pid, e))?;
-    let mappings = readable_mappings(BufReader::new(maps)).map_err(|e| process_error(pid, e))?;
+    let mappings = mappings(BufReader::new(maps)).map_err(|e| process_error(pid, e))?;
     let mem = File::open(proc.join("mem")).map_err(|e| process_error(pid, e))?;
     let total: u64 = mappings.iter().map(|m| m.end - m.start).sum();
     let started = Instant::now();
@@ -483,7 +482,7 @@ pub fn inspect_memory(
                 .min(CHUNK);
             let read = read_fully(&mem, &mut window[carried..carried + want], address);
             if read == 0 {
-                // Unreadable (a guard page, [vvar], or unmapped since the
+                // Unreadable ([vvar], [vsyscall], or unmapped since the
                 // listing): skip this chunk and start afresh after it.
                 unreadable += want as u64;
                 carried = 0;
@@ -690,14 +689,14 @@ mod tests {
     }
 
     #[test]
-    fn maps_lines_are_parsed_and_unreadable_ones_skipped() {
+    fn maps_lines_are_parsed_inaccessible_ones_too() {
         let maps = "\
 5555d000-5555e000 r--p 00000000 08:01 1234  /usr/bin/blind pass
 7f00a000-7f00b000 ---p 00000000 00:00 0
 7f00b000-7f00c000 rw-p 00000000 00:00 0
 7ffd1000-7ffd2000 rw-p 00000000 00:00 0                          [stack]
 ";
-        let got = readable_mappings(maps.as_bytes()).unwrap();
+        let got = mappings(maps.as_bytes()).unwrap();
         assert_eq!(
             got,
             vec![
@@ -705,6 +704,11 @@ mod tests {
                     start: 0x5555d000,
                     end: 0x5555e000,
                     name: "/usr/bin/blind pass".into()
+                },
+                Mapping {
+                    start: 0x7f00a000,
+                    end: 0x7f00b000,
+                    name: "[anonymous]".into()
                 },
                 Mapping {
                     start: 0x7f00b000,

@@ -59,8 +59,8 @@ pub enum AuditCommand {
     /// operator passphrase, from BLINDPASS_PASSPHRASE or --passphrase-file;
     /// without it that check is skipped), and no canary string in any file.
     ///
-    /// Memory (--pid, as root): every readable mapping of the process, read
-    /// from /proc/PID/mem in 4 MiB chunks, is searched for period keys and
+    /// Memory (--pid, as root): every mapping of the process (inaccessible
+    /// ones too), read from /proc/PID/mem in 4 MiB chunks, is searched for period keys and
     /// canaries. A key is recognised by the commitment the audit log in
     /// --data-dir publishes for it: a destroyed period's key is a failure, a
     /// live period's key is reported only. Keys are tried as 32 raw bytes at
@@ -429,7 +429,7 @@ fn run_inspect_memory(pid: u32, args: &InspectArgs) -> anyhow::Result<ExitCode> 
 
 fn print_memory(report: &MemoryReport) {
     outln!(
-        "process {}: {} readable mappings, {} MiB scanned in {:.1} s ({:.0} MiB/s), {} MiB unreadable",
+        "process {}: {} mappings, {} MiB scanned in {:.1} s ({:.0} MiB/s), {} MiB unreadable",
         report.pid,
         report.mappings,
         report.bytes_scanned / (1024 * 1024),
