@@ -173,10 +173,10 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
 /// every level; sled's debug and trace lines print the keys and values it
 /// reads and writes (resident ids, session hashes, records), so it stops at
 /// `warn`, as the default filter has it; every other dependency stops at
-/// `info`, because their debug and trace lines carry connection and
-/// request detail (axum's accepted client addresses, hyper's and h2's
-/// headers and frames, tower-http's request URIs) and their `info` and
-/// above only start-up and failures. A filter is a ceiling the user's
+/// `info`, because their debug and trace lines carry connection detail
+/// (axum logs every accepted client's address and port; hyper and h2 their
+/// connections and frames) and their `info` and above only start-up and
+/// failures. A filter is a ceiling the user's
 /// filter is combined with, not a directive in it, so no more specific
 /// directive (`sled::tree=trace`) can lift it.
 fn log_ceiling() -> tracing_subscriber::filter::Targets {
