@@ -117,10 +117,13 @@ pub enum MemoryFailure {
         /// Where it was found.
         copies: Copies,
     },
-    /// The audit log on disk does not parse (its commitments may be
-    /// incomplete).
-    #[error(transparent)]
-    Log(InspectFailure),
+    /// The audit log on disk does not parse or is out of order (its
+    /// commitments may be incomplete).
+    #[error("audit log: {detail}")]
+    LogMalformed {
+        /// What does not parse.
+        detail: String,
+    },
 }
 
 /// The outcome of [`inspect_memory`].
@@ -235,8 +238,9 @@ fn hex_digit(b: u8) -> Option<u8> {
 }
 
 impl Scanner {
-    /// A scanner for the keys behind `logged` and for `canaries`, trying raw
-    /// keys at addresses that are multiples of `alignment`.
+    /// A scanner for the keys behind `commitments` (each with its period
+    /// and whether the log shows it destroyed) and for `canaries`, trying
+    /// raw keys at addresses that are multiples of `alignment`.
     pub(crate) fn new(
         commitments: impl IntoIterator<Item = ([u8; 32], PeriodId, bool)>,
         canaries: &[String],
@@ -445,16 +449,23 @@ pub fn inspect_memory(
         commitments,
         ..
     } = LoggedKeys::read(root)?;
-    let mut failures: Vec<MemoryFailure> =
-        log_failures.into_iter().map(MemoryFailure::Log).collect();
+    let mut failures: Vec<MemoryFailure> = log_failures
+        .into_iter()
+        .map(|f| MemoryFailure::LogMalformed {
+            detail: match f {
+                InspectFailure::LogMalformed { detail } => detail,
+                other => other.to_string(),
+            },
+        })
+        .collect();
     let mut logged = Vec::new();
     for (period, list) in &commitments {
         for text in list {
             let mut c = [0u8; 32];
             if hex::decode_to_slice(text, &mut c).is_err() {
-                failures.push(MemoryFailure::Log(InspectFailure::LogMalformed {
+                failures.push(MemoryFailure::LogMalformed {
                     detail: format!("period {period}'s key commitment is not 64 hex digits"),
-                }));
+                });
                 continue;
             }
             logged.push((c, *period, destroyed.contains(period)));
@@ -687,6 +698,40 @@ mod tests {
             scan_all(&mut scanner, &memory, 0x1000, 1024);
             let (_, failures, _) = scanner.finish();
             assert_eq!(failures.len(), found, "alignment {alignment}");
+        }
+    }
+
+    #[test]
+    fn every_failure_serializes_with_one_kind() {
+        let copies = Copies {
+            encoding: Encoding::Hex,
+            count: 2,
+            first_address: 0x1000,
+            region: "[heap]".into(),
+        };
+        for (failure, kind) in [
+            (
+                MemoryFailure::DestroyedKeyInMemory {
+                    period: PeriodId::generate(),
+                    copies: copies.clone(),
+                },
+                "destroyed-key-in-memory",
+            ),
+            (
+                MemoryFailure::CanaryInMemory { canary: 1, copies },
+                "canary-in-memory",
+            ),
+            (
+                MemoryFailure::LogMalformed {
+                    detail: "entry 3 does not parse".into(),
+                },
+                "log-malformed",
+            ),
+        ] {
+            let json = serde_json::to_string(&failure).unwrap();
+            assert_eq!(json.matches("\"kind\"").count(), 1, "{json}");
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(value["kind"], kind);
         }
     }
 
