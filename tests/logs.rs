@@ -75,6 +75,16 @@ fn encodings(bytes: &[u8]) -> Vec<String> {
 
 #[test]
 fn trace_logs_carry_nothing_personal() {
+    logs_carry_nothing_personal("text");
+}
+
+#[test]
+fn trace_logs_carry_nothing_personal_in_json_either() {
+    logs_carry_nothing_personal("json");
+}
+
+/// The whole run, with `serve --log-format <format>`.
+fn logs_carry_nothing_personal(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("stderr.log");
     let port = free_port();
@@ -83,7 +93,7 @@ fn trace_logs_carry_nothing_personal() {
         .args(["serve", "--data-dir"])
         .arg(&data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--key-horizon-days", "1"])
+        .args(["--key-horizon-days", "1", "--log-format", format])
         .env("BLINDPASS_PASSPHRASE", "log test passphrase")
         .env("BLINDPASS_LOG", GREEDY_FILTER)
         .stdout(Stdio::null())
@@ -196,7 +206,11 @@ fn trace_logs_carry_nothing_personal() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     // The filter reached the project's own code: the per-request line
     // (debug) and the destruction are there.
-    assert!(log.contains("route=/token-request"), "{log}");
+    let request_line = match format {
+        "json" => r#""route":"/token-request""#,
+        _ => "route=/token-request",
+    };
+    assert!(log.contains(request_line), "{log}");
     assert!(log.contains("period destroyed"), "{log}");
 
     let mut needles: Vec<(String, String)> = canaries
