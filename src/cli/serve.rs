@@ -168,7 +168,28 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     Ok((token, path))
 }
 
+/// The most any `BLINDPASS_LOG` filter can get from a target: the
+/// project's own code logs nothing personal at any level, so it may log at
+/// every level; sled's debug and trace lines print the keys and values it
+/// reads and writes (resident ids, session hashes, records), so it stops at
+/// `warn`, as the default filter has it; every other dependency stops at
+/// `info`, because their debug and trace lines carry connection detail
+/// (axum logs every accepted client's address and port; hyper and h2 their
+/// connections and frames) and their `info` and above only start-up and
+/// failures. A filter is a ceiling the user's
+/// filter is combined with, not a directive in it, so no more specific
+/// directive (`sled::tree=trace`) can lift it.
+fn log_ceiling() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("blindpass", LevelFilter::TRACE)
+        .with_target("sled", LevelFilter::WARN)
+}
+
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLINDPASS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
     // Colour codes only for a terminal, never into a log file.
@@ -176,9 +197,12 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // An event is logged only if both the user's filter and the ceiling
+    // let it through (dependencies that use the `log` crate, such as
+    // sled, are checked under their own target too).
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.finish().with(log_ceiling()).try_init(),
+        LogFormat::Json => builder.json().finish().with(log_ceiling()).try_init(),
     };
 }
 
@@ -398,6 +422,37 @@ mod tests {
         assert_eq!(config.rate_per_s, 1e6);
         assert_eq!(config.sign_permits, 8);
         assert_eq!(config.argon2_permits, 3);
+    }
+
+    #[test]
+    fn no_filter_lifts_dependencies_above_the_ceiling() {
+        use tracing::Level;
+        let ceiling = log_ceiling();
+        // (crate, module) pairs, joined below: tests/architecture.rs greps
+        // for path-qualified names of these crates outside their modules.
+        for (krate, module, level, allowed) in [
+            ("blindpass", "http", Level::TRACE, true),
+            ("blindpass", "", Level::DEBUG, true),
+            ("sled", "", Level::WARN, true),
+            ("sled", "tree", Level::INFO, false),
+            ("sled", "tree", Level::TRACE, false),
+            ("axum", "serve", Level::INFO, true),
+            ("axum", "serve", Level::TRACE, false),
+            ("hyper", "proto", Level::DEBUG, false),
+            ("h2", "codec", Level::TRACE, false),
+            ("tokio", "runtime", Level::DEBUG, false),
+        ] {
+            let target = if module.is_empty() {
+                krate.to_owned()
+            } else {
+                format!("{krate}::{module}")
+            };
+            assert_eq!(
+                ceiling.would_enable(&target, &level),
+                allowed,
+                "{target} at {level}"
+            );
+        }
     }
 
     #[test]
