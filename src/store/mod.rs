@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, RwLock};
 
-pub use commit::PendingCharge;
+pub use commit::{PendingCharge, PendingFlush};
 pub use purge::{PurgeDone, Purged};
 
 use crate::ids::{PeriodId, ResidentId};
@@ -106,6 +106,18 @@ struct GroupCommit {
     lock: std::sync::Mutex<()>,
     written: std::sync::atomic::AtomicU64,
     flushed: std::sync::atomic::AtomicU64,
+}
+
+/// See [`Store::dangerous_hold_flushes`].
+#[must_use = "flushes resume when the hold is dropped"]
+pub struct FlushHold<'a> {
+    _guard: std::sync::MutexGuard<'a, ()>,
+}
+
+impl std::fmt::Debug for FlushHold<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushHold")
+    }
 }
 
 /// One quota charge with its idempotency entry, for [`Store::charge_once`]
@@ -339,6 +351,30 @@ impl Store {
         self.committer
             .get_or_init(|| commit::Queue::start(self.core.clone()))
             .submit(order)
+    }
+
+    /// [`Store::durable`] through the committer thread, for async callers:
+    /// resolves once every write made before the call is flushed (with the
+    /// next batch's flush), holding no thread while it waits.
+    pub fn durable_queued(&self) -> PendingFlush {
+        self.committer
+            .get_or_init(|| commit::Queue::start(self.core.clone()))
+            .flush()
+    }
+
+    /// Fault injection for tests: while the returned guard lives, no flush
+    /// can start or finish, so every write stays undurable and every caller
+    /// of [`Store::durable`] (and the committer) waits. It models a disk
+    /// that stalls; dropping the guard lets the flushes run.
+    pub fn dangerous_hold_flushes(&self) -> FlushHold<'_> {
+        FlushHold {
+            _guard: self
+                .core
+                .commit
+                .lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     /// Queues the removal of every entry of a period, then of its trees,

@@ -1,0 +1,84 @@
+//! Fault injection on the core and the storage: what a stalled disk, a
+//! far-future date, a damaged journal or a damaged store may and may not
+//! do. Each test names the promise of `threat-model/README.md` it checks.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration as StdDuration;
+
+use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
+use blindpass::protocol::permit::{Window, WindowKind};
+use blindpass::protocol::token::TokenChallenge;
+use common::{START, TestServer};
+
+/// A retry of a pass whose charge is recorded in memory but not yet on
+/// disk must not be answered before that charge is durable: otherwise a
+/// crash after the answer forgets the charge and the quota grants again.
+#[test]
+fn a_replayed_pass_waits_for_the_durability_of_its_charge() {
+    let server = TestServer::start();
+    server.enrol("REPLAY001", None);
+    let session = server.login("REPLAY001");
+    let window = Window::containing(WindowKind::Day, START.date()).next();
+    let directory = server.directory();
+    let key = directory
+        .keys
+        .iter()
+        .find(|k| k.class.as_str() == "personal" && k.window == window)
+        .unwrap();
+    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
+    let digest = TokenChallenge::permit(&directory.issuer_name)
+        .digest()
+        .unwrap();
+    let body = begin_issuance(&key, digest).unwrap().0.encode();
+    let w = window.to_string();
+
+    // The disk stalls: the first request's charge is applied in memory and
+    // then waits for its flush.
+    let hold = server.authority.store().dangerous_hold_flushes();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let (tx, body, w, session, server) = (tx.clone(), &body, &w, &session, &server);
+            scope.spawn(move || {
+                let _ = tx.send(server.post_token_request(session, "personal", w, body));
+            });
+            // The second request is the retry: it starts once the first
+            // one's charge is visible in memory.
+            let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+            while charged(server) == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(StdDuration::from_millis(5));
+            }
+        }
+        assert_eq!(charged(&server), 1, "the first charge is in memory");
+        // Neither the original nor its retry may be answered while the
+        // charge is not durable.
+        let early = rx.recv_timeout(StdDuration::from_millis(1500));
+        assert!(
+            early.is_err(),
+            "a pass was released before its charge was durable: {:?}",
+            early.map(|(status, _)| status)
+        );
+        drop(hold);
+        let a = rx.recv_timeout(StdDuration::from_secs(20)).unwrap();
+        let b = rx.recv_timeout(StdDuration::from_secs(20)).unwrap();
+        assert_eq!((a.0, b.0), (200, 200));
+        assert_eq!(a.1, b.1, "the retry gets the same signature");
+    });
+    assert_eq!(charged(&server), 1, "the retry is not charged again");
+}
+
+/// Passes of the `personal` class charged this week to the one resident of
+/// the server's period, read from the store's quota counters.
+fn charged(server: &TestServer) -> u64 {
+    let period = server.authority.current_period().unwrap();
+    server
+        .authority
+        .store()
+        .state_scan(&period, b"q")
+        .unwrap()
+        .iter()
+        .map(|(_, v)| u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])))
+        .sum()
+}
