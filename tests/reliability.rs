@@ -10,7 +10,8 @@ use std::time::Duration as StdDuration;
 use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
 use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::protocol::token::TokenChallenge;
-use common::{START, TestServer};
+use common::{ADMIN, START, TestServer};
+use serde_json::json;
 
 /// A retry of a pass whose charge is recorded in memory but not yet on
 /// disk must not be answered before that charge is durable: otherwise a
@@ -81,4 +82,63 @@ fn charged(server: &TestServer) -> u64 {
         .iter()
         .map(|(_, v)| u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])))
         .sum()
+}
+
+/// Far-future dates and huge graces from the operator or a resident are a
+/// 422 naming the field; none reaches the ring or panics a request, and the
+/// issuer keeps serving.
+#[test]
+fn far_dates_are_refused_over_http_and_change_nothing() {
+    let server = TestServer::start();
+    let period = server.authority.current_period().unwrap().to_string();
+    let before = server
+        .authority
+        .period_info(&server.authority.current_period().unwrap());
+    for (path, body, field) in [
+        (
+            format!("/v1/admin/periods/{period}/extend"),
+            json!({"ends_at": "9999-12-31T00:00:00Z"}),
+            "ends_at",
+        ),
+        (
+            "/v1/admin/periods".to_owned(),
+            json!({"name": "far", "ends_at": "9999-12-31T23:59:59Z"}),
+            "ends_at",
+        ),
+        (
+            "/v1/admin/periods".to_owned(),
+            json!({"name": "far", "ends_at": "2027-01-01T00:00:00Z", "grace_s": 1_u64 << 63}),
+            "grace_s",
+        ),
+    ] {
+        let (status, problem) = server.post_json(&path, &body, Some(ADMIN));
+        assert_eq!(status, 422, "{path} {body}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap_or("").starts_with(field),
+            "{problem}"
+        );
+    }
+    assert_eq!(
+        server
+            .authority
+            .period_info(&server.authority.current_period().unwrap()),
+        before
+    );
+    let mut resp = server
+        .agent()
+        .get(&format!("{}/v1/admin/periods", server.url))
+        .header("Authorization", &format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let list: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(list["live"].as_array().map(Vec::len), Some(1));
+
+    server.enrol("FARDATE01", None);
+    let session = server.login("FARDATE01");
+    for window in ["9999-12-31", "9999-W52"] {
+        let (status, _) = server.post_token_request(&session, "personal", window, &[0; 259]);
+        assert_eq!(status, 422, "{window}");
+    }
 }
