@@ -7,9 +7,19 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration as StdDuration;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use blindpass::audit::{AuditError, Event};
+use blindpass::clock::ManualClock;
 use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
+use blindpass::crypto::kdf::Argon2Params;
+use blindpass::crypto::secret::Passphrase;
+use blindpass::issuer::resident::PersonalData;
+use blindpass::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
 use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::protocol::token::TokenChallenge;
+use blindpass::store::{StoreError, StoreLoss};
 use common::{ADMIN, START, TestServer};
 use serde_json::json;
 
@@ -141,4 +151,176 @@ fn far_dates_are_refused_over_http_and_change_nothing() {
         let (status, _) = server.post_token_request(&session, "personal", window, &[0; 259]);
         assert_eq!(status, 422, "{window}");
     }
+}
+
+const PASS: &str = "operator passphrase for reliability";
+
+fn open(
+    dir: &Path,
+    clock: &ManualClock,
+    accept_store_loss: bool,
+) -> Result<Authority, IssuerError> {
+    Authority::open(
+        dir,
+        &Passphrase::new(PASS.into()),
+        AuthorityConfig {
+            key_horizon_days: 0,
+            accept_store_loss,
+            ..AuthorityConfig::default()
+        },
+        Arc::new(clock.clone()),
+    )
+}
+
+/// A data directory with one period and `residents` acknowledged
+/// enrolments, closed again.
+fn directory_with(residents: u32) -> (tempfile::TempDir, ManualClock) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let authority = Authority::init(
+        dir.path(),
+        &Passphrase::new(PASS.into()),
+        Argon2Params::INSECURE_FAST_FOR_TESTS,
+        AuthorityConfig {
+            key_horizon_days: 0,
+            ..AuthorityConfig::default()
+        },
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    authority
+        .open_period("p", START + time::Duration::days(30), 0)
+        .unwrap();
+    for i in 0..residents {
+        let personal = PersonalData {
+            full_name: format!("Resident {i}"),
+            date_of_birth: time::macros::date!(1980 - 01 - 01),
+            document_number: format!("DOC{i:06}"),
+            address: format!("Street {i}"),
+            phone: "+74951234567".into(),
+            employer_tax_number: None,
+        };
+        authority
+            .enrol_with_password(
+                personal,
+                &Passphrase::new("resident password".into()),
+                Argon2Params::INSECURE_FAST_FOR_TESTS,
+            )
+            .unwrap();
+    }
+    drop(authority);
+    (dir, clock)
+}
+
+fn loss(result: Result<Authority, IssuerError>) -> StoreLoss {
+    match result {
+        Err(IssuerError::Store(StoreError::Lost(loss))) => loss,
+        Err(other) => panic!("expected a store-loss refusal, got {other}"),
+        Ok(_) => panic!("a store that lost acknowledged writes was opened silently"),
+    }
+}
+
+fn accepted_losses(authority: &Authority) -> Vec<String> {
+    authority
+        .journal()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::StoreLossAccepted { loss } => Some(loss),
+            _ => None,
+        })
+        .collect()
+}
+
+/// With `sled/` deleted the issuer refuses to start (creating nothing),
+/// until the operator accepts the loss, which the audit log records.
+#[test]
+fn a_missing_store_is_refused_until_the_loss_is_accepted() {
+    let (dir, clock) = directory_with(2);
+    let sled = DataDir::new(dir.path()).sled();
+    std::fs::remove_dir_all(&sled).unwrap();
+    assert!(matches!(
+        loss(open(dir.path(), &clock, false)),
+        StoreLoss::Missing { acknowledged } if acknowledged > 0
+    ));
+    assert!(!sled.exists(), "the refusal created the store");
+    let authority = open(dir.path(), &clock, true).unwrap();
+    assert_eq!(accepted_losses(&authority), ["missing"]);
+    drop(authority);
+    // Accepted once: the next start is clean again.
+    let authority = open(dir.path(), &clock, false).unwrap();
+    assert_eq!(accepted_losses(&authority).len(), 1);
+}
+
+/// sled opens a truncated or damaged file without error at an earlier
+/// state; the generation check turns that into a refusal.
+#[test]
+fn a_truncated_or_damaged_store_is_refused() {
+    for damage in ["truncate", "flip"] {
+        let (dir, clock) = directory_with(5);
+        let db = DataDir::new(dir.path()).sled().join("db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        let len = bytes.len();
+        match damage {
+            "truncate" => bytes.truncate(len / 2),
+            _ => bytes[len / 2] ^= 0xff,
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let found = loss(open(dir.path(), &clock, false));
+        assert!(
+            matches!(found, StoreLoss::Behind { acknowledged, found } if found < acknowledged),
+            "{damage}: {found:?}"
+        );
+        let authority = open(dir.path(), &clock, true).unwrap();
+        assert_eq!(accepted_losses(&authority), ["behind"], "{damage}");
+    }
+}
+
+/// A refusal caused by the audit log happens before sled is opened: no
+/// file of the store changes.
+#[test]
+fn an_audit_log_refusal_leaves_the_store_untouched() {
+    let (dir, clock) = directory_with(3);
+    let layout = DataDir::new(dir.path());
+    let log = layout.audit_log();
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[1] ^= 0x40; // the first record's length prefix
+    std::fs::write(&log, &bytes).unwrap();
+    let before = snapshot(&layout.sled());
+    match open(dir.path(), &clock, false) {
+        Err(IssuerError::Audit(AuditError::Corrupt(damage))) => assert_eq!(damage.offset, 0),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a damaged audit log was accepted"),
+    }
+    assert_eq!(
+        snapshot(&layout.sled()),
+        before,
+        "the refusal changed the store"
+    );
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "the refusal changed the log"
+    );
+}
+
+/// Every file under `dir` with its bytes and modification time.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(snapshot(&path));
+        } else {
+            let meta = std::fs::metadata(&path).unwrap();
+            out.push((
+                path.display().to_string(),
+                std::fs::read(&path).unwrap(),
+                meta.modified().unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
 }

@@ -106,6 +106,14 @@ pub enum Event {
         /// Hex `token_key_id`.
         key_id: String,
     },
+    /// The operator started the service on a store that had lost
+    /// acknowledged writes (enrolments, quota counts, issued-pass records):
+    /// quotas may have been reset for the lost ones.
+    StoreLossAccepted {
+        /// `missing` (the store directory was gone) or `behind` (its files
+        /// were truncated or damaged).
+        loss: String,
+    },
 }
 
 /// One log entry.

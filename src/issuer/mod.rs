@@ -105,6 +105,9 @@ pub struct AuthorityConfig {
     pub directory_max_age_s: u64,
     /// sled tuning.
     pub store: StoreConfig,
+    /// Start even if the store has lost acknowledged writes (see
+    /// [`Store::open_watched`]); the acceptance is written to the audit log.
+    pub accept_store_loss: bool,
 }
 
 impl Default for AuthorityConfig {
@@ -116,6 +119,7 @@ impl Default for AuthorityConfig {
             key_horizon_days: 7,
             directory_max_age_s: 3600,
             store: StoreConfig::default(),
+            accept_store_loss: false,
         }
     }
 }
@@ -168,6 +172,11 @@ impl DataDir {
     /// The sled database.
     pub fn sled(&self) -> PathBuf {
         self.root.join("sled")
+    }
+    /// The store's last acknowledged generation, kept outside the sled
+    /// directory so that a lost or damaged store is noticed at start.
+    pub fn store_generation(&self) -> PathBuf {
+        self.root.join("sled.generation")
     }
     /// The audit log's entries.
     pub fn audit_log(&self) -> PathBuf {
@@ -296,10 +305,26 @@ impl Authority {
         config: AuthorityConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IssuerError> {
-        let store = Store::open(&data_dir.sled(), config.store)?;
+        // The vault is open; the audit log comes next, so that a refusal of
+        // either happens before sled is opened (and recovers, and writes).
         let origin = format!("{}/audit", config.issuer_name);
         let signer = LogSigner::new(&origin, vault.ring().log_seed.expose_secret());
         let journal = Journal::open(&data_dir.audit_log(), signer)?;
+        let (store, loss) = Store::open_watched(
+            &data_dir.sled(),
+            &data_dir.store_generation(),
+            config.store,
+            config.accept_store_loss,
+        )?;
+        if let Some(loss) = loss {
+            tracing::warn!(loss = %loss, "starting with a store that lost acknowledged writes, as the operator accepted");
+            journal.append(
+                clock.now(),
+                Event::StoreLossAccepted {
+                    loss: loss.kind().to_owned(),
+                },
+            )?;
+        }
         let key_line = format!("{}\n", journal.verifier_key());
         if std::fs::read_to_string(data_dir.audit_key())
             .ok()
