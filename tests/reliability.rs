@@ -324,3 +324,51 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
     out.sort();
     out
 }
+
+/// `serve` on a data directory whose store is gone, or whose audit log is
+/// damaged, exits with a message and a hint naming what to do, never a
+/// panic, and starts nothing.
+#[test]
+fn serve_refuses_with_a_hint() {
+    let (dir, _clock) = directory_with(1);
+    let layout = DataDir::new(dir.path());
+    // A server that starts instead of refusing is killed after a while, and
+    // the test fails on its exit status.
+    let serve = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blindpass"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--key-horizon-days", "0"])
+            .env("BLINDPASS_PASSPHRASE", PASS)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(StdDuration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    };
+    let log = layout.audit_log();
+    let intact = std::fs::read(&log).unwrap();
+    let mut damaged = intact.clone();
+    damaged[2] ^= 0x40;
+    std::fs::write(&log, &damaged).unwrap();
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("damaged at byte 0"), "{stderr}");
+    assert!(stderr.contains("hint: nothing was changed"), "{stderr}");
+    assert_eq!(std::fs::read(&log).unwrap(), damaged);
+
+    std::fs::write(&log, &intact).unwrap();
+    std::fs::remove_dir_all(layout.sled()).unwrap();
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("store directory is missing"), "{stderr}");
+    assert!(stderr.contains("--accept-store-loss"), "{stderr}");
+    assert!(!layout.sled().exists());
+}

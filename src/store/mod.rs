@@ -358,16 +358,6 @@ impl Store {
         }
     }
 
-    /// The generation of the last durable flush (0 before the first).
-    pub fn generation(&self) -> u64 {
-        self.core
-            .commit
-            .lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .flushed
-    }
-
     fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
         self.core.tree(period, kind)
     }
