@@ -515,4 +515,29 @@ mod tests {
         let whole = scan_records(&bytes).unwrap();
         assert_eq!((whole.records.len(), whole.intact_len), (3, bytes.len()));
     }
+
+    proptest::proptest! {
+        /// Any bytes: a result, never a panic.
+        #[test]
+        fn scanning_never_panics(bytes: Vec<u8>) {
+            let _ = scan_records(&bytes);
+        }
+
+        /// One damaged byte anywhere never silently drops an intact record:
+        /// the scan refuses, or keeps every record, or (damage in the last
+        /// record only) cuts that one as torn.
+        #[test]
+        fn one_damaged_byte_never_drops_an_intact_record(at: proptest::sample::Index, mask in 1u8..) {
+            let (_dir, _path, bytes) = log_of(4);
+            let last = *record_offsets(&bytes).last().unwrap();
+            let at = at.index(bytes.len());
+            let mut damaged = bytes.clone();
+            damaged[at] ^= mask;
+            if let Ok(scanned) = scan_records(&damaged) {
+                let kept = scanned.records.len();
+                proptest::prop_assert!(kept == 4 || (kept == 3 && at >= last), "{kept} at {at}");
+                proptest::prop_assert!(scanned.intact_len >= last);
+            }
+        }
+    }
 }
