@@ -267,7 +267,14 @@ fn a_truncated_or_damaged_store_is_refused() {
             _ => bytes[len / 2] ^= 0xff,
         }
         std::fs::write(&db, &bytes).unwrap();
+        let sled = DataDir::new(dir.path()).sled();
+        let before = snapshot(&sled);
         let found = loss(open(dir.path(), &clock, false));
+        assert_eq!(
+            snapshot(&sled),
+            before,
+            "{damage}: the refusal changed the store"
+        );
         assert!(
             matches!(found, StoreLoss::Behind { acknowledged, found } if found < acknowledged),
             "{damage}: {found:?}"

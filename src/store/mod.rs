@@ -195,6 +195,49 @@ fn write_watermark(file: &std::fs::File, generation: u64) -> Result<(), StoreErr
         .map_err(|e| StoreError::Sled(e.into()))
 }
 
+/// The generation a copy of the store at `dir` opens at. The copy is made
+/// next to it (`<dir>.check`, same file system) and removed afterwards.
+fn generation_of_a_copy(dir: &Path) -> Result<u64, StoreError> {
+    let io = |e: std::io::Error| StoreError::Sled(e.into());
+    let mut scratch = dir.as_os_str().to_owned();
+    scratch.push(".check");
+    let scratch = std::path::PathBuf::from(scratch);
+    // A copy left by a crash during an earlier check is stale.
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io)?;
+    }
+    let found = copy_tree(dir, &scratch).map_err(io).and_then(|()| {
+        let db = open_sled(
+            &scratch,
+            StoreConfig {
+                cache_bytes: 16 * 1024 * 1024,
+            },
+        )?;
+        let found = read_count(db.get(GENERATION_KEY)?.as_deref());
+        Ok(found)
+    });
+    // sled closes its files from a background thread; unlinking them
+    // while open is fine on Unix.
+    let removed = std::fs::remove_dir_all(&scratch).map_err(io);
+    let found = found?;
+    removed?;
+    Ok(found)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 /// See [`Store::dangerous_hold_flushes`].
 #[must_use = "flushes resume when the hold is dropped"]
 pub struct FlushHold<'a> {
@@ -297,12 +340,13 @@ impl Store {
     /// starts again from what the store holds. A missing directory is
     /// refused before anything is created.
     ///
+    /// The check opens a scratch copy of the store first (sled's recovery
+    /// rewrites a damaged store as it opens it), so a refusal changes no
+    /// file; the price is one copy of the store per start.
+    ///
     /// What this cannot see: a loss when the watermark file is gone too (or
-    /// never written, by older versions), and damage sled's recovery does
-    /// not reach (a flipped byte inside a value that still passes sled's
-    /// CRC is not possible, but a store copied back from an older backup
-    /// together with its watermark is). sled itself may rewrite its files
-    /// while it recovers, before the check runs.
+    /// never written, by older versions), and a store copied back from an
+    /// older backup together with its watermark.
     pub fn open_watched(
         dir: &Path,
         watermark: &Path,
@@ -315,6 +359,18 @@ impl Store {
             loss = Some(StoreLoss::Missing { acknowledged });
             if !accept_loss {
                 return Err(StoreError::Lost(StoreLoss::Missing { acknowledged }));
+            }
+        }
+        // sled's recovery rewrites a damaged store's files as it opens them,
+        // so the check reads a scratch copy first: a refusal then leaves
+        // the store as it found it, for a restore or a closer look.
+        if let Some(acknowledged) = acknowledged.filter(|_| loss.is_none() && !accept_loss) {
+            let found = generation_of_a_copy(dir)?;
+            if found < acknowledged {
+                return Err(StoreError::Lost(StoreLoss::Behind {
+                    acknowledged,
+                    found,
+                }));
             }
         }
         let db = open_sled(dir, config)?;
