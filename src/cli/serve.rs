@@ -17,7 +17,7 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::secret::{Passphrase, random_32};
 use crate::http::{AppState, HttpConfig};
 use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
-use crate::store::StoreConfig;
+use crate::store::{StoreConfig, StoreError};
 use crate::vault::VaultError;
 use crate::vault::fsutil;
 
@@ -84,6 +84,12 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Start even though the store (sled/) is missing or behind the last
+    /// acknowledged write: enrolments, sessions, quota counts and
+    /// issued-pass records written since are gone, so quotas may grant
+    /// again. Written to the audit log.
+    #[arg(long)]
+    pub accept_store_loss: bool,
 }
 
 const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
@@ -262,6 +268,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store: StoreConfig {
             cache_bytes: args.cache_mib * 1024 * 1024,
         },
+        accept_store_loss: args.accept_store_loss,
         ..AuthorityConfig::default()
     };
     let layout = DataDir::new(&args.data_dir);
@@ -285,6 +292,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Err(CliError::new(
                 "the passphrase does not open this data directory's master slot",
                 "check BLINDPASS_PASSPHRASE / --passphrase-file; nothing was changed",
+            )
+            .into());
+        }
+        Err(IssuerError::Store(StoreError::Lost(loss))) => {
+            return Err(CliError::new(
+                format!("refusing to start: {loss}"),
+                "restore sled/ and sled.generation from a backup taken together; or, to \
+                 continue without the lost data, start once with --accept-store-loss \
+                 (the acceptance is written to the audit log)",
+            )
+            .into());
+        }
+        Err(IssuerError::Store(StoreError::Damaged(at))) => {
+            return Err(CliError::new(
+                format!("refusing to start: sled found its files damaged ({at})"),
+                "restore sled/ and sled.generation from a backup taken together",
+            )
+            .into());
+        }
+        Err(IssuerError::Audit(crate::audit::AuditError::Corrupt(damage))) => {
+            return Err(CliError::new(
+                format!("refusing to start: {damage}"),
+                "nothing was changed; restore audit/entries.log from a backup or a mirror \
+                 of the public log (only a torn last record is cut automatically)",
             )
             .into());
         }
