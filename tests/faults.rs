@@ -641,7 +641,6 @@ fn sigkill_during_issuance_loses_no_acknowledged_pass_and_never_exceeds_the_quot
 }
 
 #[test]
-#[ignore = "needs a replayed pass answered only once its charge is durable"]
 fn sigkill_right_after_a_pass_is_answered_loses_no_acknowledged_pass() {
     let data = tempfile::tempdir().unwrap();
     issuance_under_sigkill(
@@ -654,7 +653,6 @@ fn sigkill_right_after_a_pass_is_answered_loses_no_acknowledged_pass() {
 }
 
 #[test]
-#[ignore = "needs a replayed pass answered only once its charge is durable"]
 fn on_a_slow_disk_sigkill_during_issuance_loses_no_acknowledged_pass() {
     const TEST: &str = "on_a_slow_disk_sigkill_during_issuance_loses_no_acknowledged_pass";
     let Some(disk) = SlowDisk::set_up_or_say_why(TEST) else {
@@ -1058,7 +1056,6 @@ fn destruction_under_sigkill(test: &str, data: &Path, cgroup: Option<&Path>) {
 // ---------------------------------------------------------------------------
 
 #[test]
-#[ignore = "needs mid-log damage refused (not cut) and checked before sled is opened"]
 fn a_damaged_record_in_the_middle_of_the_audit_log_is_refused_and_changes_nothing() {
     let base = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -1170,7 +1167,6 @@ fn a_damaged_key_ring_or_master_slot_is_refused_and_changes_nothing() {
 }
 
 #[test]
-#[ignore = "needs the store check at open (a missing or damaged sled store refused)"]
 fn a_missing_or_damaged_store_is_refused_with_a_clear_message() {
     let base = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
