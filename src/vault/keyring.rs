@@ -35,9 +35,16 @@ pub struct LivePeriod {
 }
 
 impl LivePeriod {
-    /// The destruction deadline: end plus grace.
+    /// The destruction deadline: end plus grace. New periods are range
+    /// checked so the sum always exists; a ring written before that check
+    /// may hold one whose sum does not, and its deadline is then its end:
+    /// the key dies no later than meant (the safe side), and nothing
+    /// panics or saturates.
     pub fn deadline(&self) -> OffsetDateTime {
-        self.ends_at + Duration::seconds(i64::try_from(self.grace_s).unwrap_or(i64::MAX))
+        i64::try_from(self.grace_s)
+            .ok()
+            .and_then(|s| self.ends_at.checked_add(Duration::seconds(s)))
+            .unwrap_or(self.ends_at)
     }
 }
 
