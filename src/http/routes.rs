@@ -429,7 +429,7 @@ pub(super) async fn token_request(
         .await
         .ok_or_else(Problem::internal)??;
     let response = match signed {
-        Signed::Again(response) => response,
+        Signed::Again(replay) => state.authority.commit_replay_queued(replay).await?,
         Signed::New(pass) => state.authority.commit_pass_queued(pass).await?,
     };
     state.metrics.incr("passes_issued");
