@@ -1384,7 +1384,6 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
 }
 
 #[test]
-#[ignore = "needs storage errors that clear when space returns, or /readyz"]
 fn after_a_full_disk_the_server_recovers_or_reports_itself_not_ready() {
     full_disk(
         "after_a_full_disk_the_server_recovers_or_reports_itself_not_ready",
