@@ -3,18 +3,15 @@
 //! survive, a charged pass is still charged (its retry returns the same
 //! signature for free), and the weekly quota still holds.
 
+mod common;
+
+use common::process::{agent, free_port, wait_until_answering};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
 use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::protocol::token::TokenChallenge;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
@@ -31,28 +28,8 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let agent = agent();
-    let t0 = Instant::now();
-    while agent
-        .get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_answering(&format!("http://127.0.0.1:{port}"));
     child
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
 }
 
 fn post_token(port: u16, session: &str, window: &str, body: &[u8]) -> (u16, Vec<u8>) {

@@ -9,6 +9,9 @@
 //! `BLINDPASS_FAULT_SEED=<n>` replays the same kill delays and choices
 //! (thread scheduling still varies).
 
+mod common;
+
+use common::process::{agent_with_timeout, free_port};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write as _;
@@ -74,17 +77,8 @@ impl Rng {
 // A real server process
 // ---------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
+    agent_with_timeout(Duration::from_secs(20))
 }
 
 /// An HTTP answer: status, content type, body.

@@ -4,31 +4,10 @@
 //! given as a canary) is found and the inspection exits 1; a value it never
 //! saw is not found.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
-
-/// Kills the server even when an assertion fails.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::process::{KillOnDrop as Server, agent, free_port, wait_until_answering};
+use std::process::{Command, Output, Stdio};
 
 fn start(dir: &std::path::Path, port: u16, issuer_name: &str) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
@@ -42,18 +21,7 @@ fn start(dir: &std::path::Path, port: u16, issuer_name: &str) -> Server {
         .spawn()
         .unwrap();
     let server = Server(child);
-    let t0 = Instant::now();
-    while agent()
-        .get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_answering(&format!("http://127.0.0.1:{port}"));
     server
 }
 

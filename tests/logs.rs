@@ -4,8 +4,11 @@
 //! data, no client address, no session token, no resident id and no
 //! blinded message or signature bytes, in any encoding.
 
+mod common;
+
+use common::process::{KillOnDrop as Server, agent, free_port, wait_until_answering};
 use std::io::{Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -19,29 +22,6 @@ use blindpass::protocol::token::{TokenChallenge, TokenResponse};
 const GREEDY_FILTER: &str = "trace,sled=trace,sled::tree=trace,sled::pagecache=trace,\
     axum=trace,axum::serve=trace,hyper=trace,hyper_util=trace,h2=trace,tower_http=trace,\
     tokio=trace,tokio_cron_scheduler=trace,log=trace";
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// Kills the server even when an assertion fails.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn post(url: &str, body: serde_json::Value, bearer: Option<&str>) -> (u16, serde_json::Value) {
     let mut req = agent().post(url);
@@ -102,14 +82,7 @@ fn logs_carry_nothing_personal(format: &str) {
         .unwrap();
     let server = Server(child);
     let base = format!("http://127.0.0.1:{port}");
-    let t0 = Instant::now();
-    while agent().get(&format!("{base}/healthz")).call().is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_answering(&base);
     // One request from a client address this test knows.
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let client = raw.local_addr().unwrap();

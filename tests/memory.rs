@@ -9,6 +9,9 @@
 //! second period's key) must be found, which shows the scan sees the heap
 //! where keys live.
 
+mod common;
+
+use common::process::{agent, free_port, wait_until_answering};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,19 +29,6 @@ use blindpass::vault::master::{MasterKeyProvider, PassphraseSlot};
 
 const PASSPHRASE: &str = "memory test operator passphrase";
 const RESIDENTS: usize = 50;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 struct Server {
     child: Child,
@@ -68,14 +58,7 @@ fn start(data: &Path, log: &Path) -> Server {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let t0 = Instant::now();
-    while agent().get(&format!("{url}/healthz")).call().is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_answering(&url);
     Server {
         child,
         url,
