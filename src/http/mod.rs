@@ -9,7 +9,7 @@
 
 pub mod metrics;
 pub mod problem;
-mod routes;
+pub(crate) mod routes;
 mod signers;
 
 use std::collections::HashMap;

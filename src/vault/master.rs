@@ -30,7 +30,7 @@ pub trait MasterKeyProvider: Send + Sync {
 const SLOT_FORMAT: &str = "blindpass-master-slot-v1";
 
 #[derive(Serialize, Deserialize)]
-struct SlotFile {
+pub(crate) struct SlotFile {
     format: String,
     argon2: Argon2Params,
     salt: String,
@@ -138,8 +138,13 @@ fn read_slot(path: &Path) -> Result<SlotFile, VaultError> {
         }
         Err(e) => return Err(e.into()),
     };
+    decode_slot(&bytes)
+}
+
+/// Parses a slot file's bytes and checks its format tag.
+pub(crate) fn decode_slot(bytes: &[u8]) -> Result<SlotFile, VaultError> {
     let file: SlotFile =
-        serde_json::from_slice(&bytes).map_err(|_| VaultError::Corrupt("master slot"))?;
+        serde_json::from_slice(bytes).map_err(|_| VaultError::Corrupt("master slot"))?;
     if file.format != SLOT_FORMAT {
         return Err(VaultError::Corrupt("master slot format"));
     }
