@@ -73,14 +73,17 @@ pub fn qr_payload(data: &[u8]) {
         return;
     };
     let ours = codec::decode(text);
-    let oracle = base45::decode(text);
+    // The oracle truncates a last two-character group worth more than 255
+    // instead of refusing it as RFC 9285 §4 asks; so it is trusted only
+    // where its result encodes back to the input.
+    let oracle = base45::decode(text).ok().filter(|b| base45::encode(b) == text);
     match (&ours, &oracle) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "base45 decodes differ"),
-        (Err(_), Err(_)) => {}
+        (Ok(a), Some(b)) => assert_eq!(a, b, "base45 decodes differ"),
+        (Err(_), None) => {}
         _ => panic!(
             "base45 verdicts differ: ours ok={} oracle ok={}",
             ours.is_ok(),
-            oracle.is_ok()
+            oracle.is_some()
         ),
     }
     if let Ok(bytes) = &ours {
