@@ -40,25 +40,37 @@ impl Window {
         Self { start, kind }
     }
 
-    /// Parses `2026-12-01` (a day) or `2026-W49` (an ISO week).
+    /// Parses `2026-12-01` (a day) or `2026-W49` (an ISO week), in the
+    /// years [`Window::YEARS`].
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
-        if let Some((year, week)) = text.split_once("-W") {
+        let window = if let Some((year, week)) = text.split_once("-W") {
             let year: i32 = year.parse().map_err(|_| ProtocolError::BadWindow)?;
             let week: u8 = week.parse().map_err(|_| ProtocolError::BadWindow)?;
             let start = Date::from_iso_week_date(year, week, Weekday::Monday)
                 .map_err(|_| ProtocolError::BadWindow)?;
-            return Ok(Self {
+            Self {
                 start,
                 kind: WindowKind::IsoWeek,
-            });
+            }
+        } else {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let start = Date::parse(text, &format).map_err(|_| ProtocolError::BadWindow)?;
+            Self {
+                start,
+                kind: WindowKind::Day,
+            }
+        };
+        if !Self::YEARS.contains(&window.start.year()) {
+            return Err(ProtocolError::BadWindow);
         }
-        let format = time::macros::format_description!("[year]-[month]-[day]");
-        let start = Date::parse(text, &format).map_err(|_| ProtocolError::BadWindow)?;
-        Ok(Self {
-            start,
-            kind: WindowKind::Day,
-        })
+        Ok(window)
     }
+
+    /// The years a parsed window may start in. `time` ends at 9999-12-31,
+    /// so the end of a window in 9999 (and the window after it) would not
+    /// be representable: `ends_at` and `next` would panic on a window from
+    /// a request or a directory.
+    pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9998;
 
     /// The window's kind.
     pub fn kind(&self) -> WindowKind {
@@ -261,6 +273,17 @@ impl Default for ClassConfig {
 mod tests {
     use super::*;
     use time::macros::{date, datetime};
+
+    #[test]
+    fn windows_whose_end_time_cannot_hold_are_refused() {
+        for text in ["9999-12-31", "9999-W52", "9999-01-01", "0000-01-01"] {
+            assert_eq!(Window::parse(text), Err(ProtocolError::BadWindow), "{text}");
+        }
+        for text in ["9998-12-31", "9998-W52", "0001-01-01"] {
+            let window = Window::parse(text).unwrap();
+            assert!(window.next().ends_at() > window.starts_at(), "{text}");
+        }
+    }
 
     #[test]
     fn windows_print_and_parse() {
