@@ -21,8 +21,11 @@ use blindpass::protocol::qr::{QR_PREFIX, decode_payload, encode_payload};
 use blindpass::protocol::token::{KeyId, Token, TokenChallenge, TokenRequest, TokenResponse};
 use blindpass::verifier::DirectoryCache;
 
+/// A harness: panics when an input breaks what must hold.
+pub type Harness = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("token", token),
     ("qr_payload", qr_payload),
     ("directory", directory),
@@ -76,7 +79,9 @@ pub fn qr_payload(data: &[u8]) {
     // The oracle truncates a last two-character group worth more than 255
     // instead of refusing it as RFC 9285 §4 asks; so it is trusted only
     // where its result encodes back to the input.
-    let oracle = base45::decode(text).ok().filter(|b| base45::encode(b) == text);
+    let oracle = base45::decode(text)
+        .ok()
+        .filter(|b| base45::encode(b) == text);
     match (&ours, &oracle) {
         (Ok(a), Some(b)) => assert_eq!(a, b, "base45 decodes differ"),
         (Err(_), None) => {}

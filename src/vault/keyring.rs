@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::VaultError;
@@ -35,9 +35,14 @@ pub struct LivePeriod {
 }
 
 impl LivePeriod {
-    /// The destruction deadline: end plus grace.
+    /// The destruction deadline: end plus grace, or the last instant `time`
+    /// can represent when that lies beyond it (an `ends_at` in 9999 from an
+    /// admin request), where a plain addition would panic.
     pub fn deadline(&self) -> OffsetDateTime {
-        self.ends_at + Duration::seconds(i64::try_from(self.grace_s).unwrap_or(i64::MAX))
+        let grace = Duration::seconds(i64::try_from(self.grace_s).unwrap_or(i64::MAX));
+        self.ends_at
+            .checked_add(grace)
+            .unwrap_or(PrimitiveDateTime::MAX.assume_utc())
     }
 }
 
