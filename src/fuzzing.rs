@@ -21,7 +21,7 @@ pub fn key_ring_bytes(ring: &KeyRing) -> Result<crate::crypto::secret::SecretByt
 /// The master slot file decoder, as `PassphraseSlot::open` and `load` run
 /// it on the slot file's bytes before any key derivation.
 pub fn master_slot(bytes: &[u8]) -> Result<(), VaultError> {
-    crate::vault::master::decode_slot(bytes).map(|_| ())
+    crate::vault::master::SlotFile::decode(bytes).map(|_| ())
 }
 
 /// The JSON request bodies the server deserialises, each in turn; the

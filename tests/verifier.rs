@@ -470,6 +470,16 @@ fn cli_usage_errors_exit_2_with_a_hint() {
     std::fs::write(&text, "hello").unwrap();
     let (code, _, err) = check(dir.path(), &["--image", text.to_str().unwrap()], None);
     assert_eq!(code, 2, "{err}");
+    // A PNG whose header claims 16000×16000: refused from the header, with
+    // the size, the limit and what to do.
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, png_header_claiming(16_000, 16_000)).unwrap();
+    let (code, _, err) = check(dir.path(), &["--image", huge.to_str().unwrap()], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("image too large: 16000×16000, limit 40 MP") && err.contains("hint: crop"),
+        "{err}"
+    );
     // No cache yet: the hint says to sync.
     let empty = tempfile::tempdir().unwrap();
     let (code, _, err) = check(empty.path(), &[&fixture().personal], None);
@@ -927,4 +937,28 @@ mod end_to_end {
         assert_eq!(code, 2);
         assert!(err.contains("no admin token"), "{err}");
     }
+}
+
+/// A small PNG whose header (IHDR) claims `width` × `height`.
+fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut png = Vec::new();
+    image::GrayImage::from_pixel(8, 8, image::Luma([255]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    // 8 signature bytes, then IHDR: length, type, width, height, …, CRC.
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    let mut crc = !0u32;
+    for byte in &png[12..29] {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    png
 }

@@ -8,8 +8,10 @@
 //! Entries never hold personal data or token data: [`Event`] has no field
 //! that could carry either. On disk the log is one append-only file of
 //! length-prefixed entries, fsynced before `append` returns; the tree is
-//! rebuilt from it at open, and a torn last record (a crash mid-append,
-//! never acknowledged) is cut off.
+//! rebuilt from it at open ([`scan_records`]). Only a torn last record (a
+//! crash mid-append, never acknowledged) is cut off; any other damage is a
+//! refusal that changes nothing, because cutting at a bad length prefix
+//! would delete the intact records after it.
 
 pub mod tlog;
 
@@ -104,6 +106,14 @@ pub enum Event {
         /// Hex `token_key_id`.
         key_id: String,
     },
+    /// The operator started the service on a store that had lost
+    /// acknowledged writes (enrolments, quota counts, issued-pass records):
+    /// quotas may have been reset for the lost ones.
+    StoreLossAccepted {
+        /// `missing` (the store directory was gone) or `behind` (its files
+        /// were truncated or damaged).
+        loss: String,
+    },
 }
 
 /// One log entry.
@@ -138,6 +148,104 @@ pub enum AuditError {
     /// The Merkle tree or a checkpoint failed.
     #[error(transparent)]
     Tlog(#[from] TlogError),
+    /// The log file is damaged somewhere other than a torn last record.
+    #[error(
+        "{0}; nothing was changed. Restore the audit log (audit/entries.log) from a \
+         backup or a mirror of the public log; only a torn last record is cut \
+         automatically"
+    )]
+    Corrupt(CorruptLog),
+}
+
+/// Where and how a log file is damaged (see [`scan_records`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit log is damaged at byte {offset} (record {seq}): {reason}")]
+pub struct CorruptLog {
+    /// Byte offset of the damaged record's length prefix.
+    pub offset: usize,
+    /// The index the damaged record would have.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// What [`scan_records`] found in an intact (or torn-tailed) log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedLog {
+    /// Every complete record's entry bytes, in order.
+    pub records: Vec<Vec<u8>>,
+    /// Where the intact records end; below the file's length only when the
+    /// last record is torn (a crash mid-append), which may be cut there.
+    pub intact_len: usize,
+}
+
+/// Splits the bytes of a log file into records, telling a torn last record
+/// from corruption. Pure: no I/O, total on any input (a fuzz target).
+///
+/// A record is a 4-byte big-endian length and that many bytes of one JSON
+/// [`Entry`] whose `seq` is its index. The last record is torn when the
+/// file ends inside its length prefix, or inside its body while the bytes
+/// present are a strict prefix of one entry (JSON that ends early, perhaps
+/// followed by zeros a file system left for data it never wrote). A
+/// record running past the end whose body already holds a whole entry has
+/// a damaged length; a record in bounds that is not its entry is damaged:
+/// both are [`CorruptLog`].
+pub fn scan_records(bytes: &[u8]) -> Result<ScannedLog, CorruptLog> {
+    // Zeros at the end are no record's bytes: a file system may extend the
+    // file before the data of an unacknowledged write reaches it.
+    let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    while offset < written {
+        let seq = records.len() as u64;
+        let corrupt = |reason| CorruptLog {
+            offset,
+            seq,
+            reason,
+        };
+        let Some(prefix) = bytes.get(offset..offset + 4) else {
+            // The file ends inside a length prefix: torn.
+            break;
+        };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let body_start = offset + 4;
+        let end = body_start.saturating_add(len);
+        if end > written {
+            // The record runs past what was written: torn if what is there
+            // is the beginning of one entry, damaged if it holds a whole one.
+            let present = bytes.get(body_start..written).unwrap_or_default();
+            let mut stream = serde_json::Deserializer::from_slice(present).into_iter::<Entry>();
+            return match stream.next() {
+                None => Ok(ScannedLog {
+                    records,
+                    intact_len: offset,
+                }),
+                Some(Err(e)) if e.is_eof() => Ok(ScannedLog {
+                    records,
+                    intact_len: offset,
+                }),
+                Some(Ok(_)) => Err(corrupt(
+                    "its length runs past the end of the file, but a whole entry follows it \
+                     (a damaged length prefix, not a torn write)",
+                )),
+                Some(Err(_)) => Err(corrupt(
+                    "its length runs past the end of the file and what follows is not an entry",
+                )),
+            };
+        }
+        let body = &bytes[body_start..end];
+        match Entry::from_bytes(body) {
+            Ok(entry) if entry.seq == seq => {}
+            Ok(_) => return Err(corrupt("its entry has the wrong sequence number")),
+            Err(_) => return Err(corrupt("its bytes are not an entry")),
+        }
+        records.push(body.to_vec());
+        offset = end;
+    }
+    Ok(ScannedLog {
+        records,
+        intact_len: offset,
+    })
 }
 
 struct State {
@@ -169,31 +277,20 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        let mut raw = Vec::new();
+        // A refusal returns before anything is written.
+        let scanned = scan_records(&bytes).map_err(AuditError::Corrupt)?;
         let mut tree = StoredHashes::default();
-        let mut offset = 0usize;
-        while offset + 4 <= bytes.len() {
-            let len = u32::from_be_bytes([
-                bytes[offset],
-                bytes[offset + 1],
-                bytes[offset + 2],
-                bytes[offset + 3],
-            ]) as usize;
-            if offset + 4 + len > bytes.len() {
-                break;
-            }
-            let entry = bytes[offset + 4..offset + 4 + len].to_vec();
-            tree.append(&entry)?;
-            raw.push(entry);
-            offset += 4 + len;
+        for entry in &scanned.records {
+            tree.append(entry)?;
         }
-        if offset != bytes.len() {
+        if scanned.intact_len != bytes.len() {
             // A torn final record from a crash mid-append: it was never
             // acknowledged, so it is cut off.
             let file = OpenOptions::new().write(true).open(path)?;
-            file.set_len(offset as u64)?;
+            file.set_len(scanned.intact_len as u64)?;
             file.sync_all()?;
         }
+        let raw = scanned.records;
         Ok(Self {
             path: path.to_owned(),
             signer,
@@ -328,5 +425,119 @@ mod tests {
         let bundle = journal.entry_bundle(0, 3).unwrap();
         assert_eq!(tlog::decode_bundle(&bundle).unwrap().len(), 3);
         assert!(journal.entry_bundle(0, 4).is_none());
+    }
+
+    fn log_of(n: u64) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entries.log");
+        let journal = Journal::open(&path, signer()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        for version in 0..n {
+            journal
+                .append(now, Event::MasterRotated { version })
+                .unwrap();
+        }
+        let bytes = fs::read(&path).unwrap();
+        (dir, path, bytes)
+    }
+
+    /// Byte offsets of each record's length prefix.
+    fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            out.push(offset);
+            let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap());
+            offset += 4 + len as usize;
+        }
+        out
+    }
+
+    /// A damaged length prefix in the middle is corruption: the open is
+    /// refused, names the offset, says what to do, and changes no byte.
+    #[test]
+    fn a_damaged_length_prefix_is_refused_and_nothing_is_cut() {
+        let (_dir, path, bytes) = log_of(21);
+        let offsets = record_offsets(&bytes);
+        for (record, flip) in [(3, 0), (3, 1), (20, 1), (0, 0)] {
+            let mut damaged = bytes.clone();
+            damaged[offsets[record] + flip] ^= 0x40;
+            fs::write(&path, &damaged).unwrap();
+            let err = Journal::open(&path, signer()).unwrap_err();
+            let AuditError::Corrupt(corrupt) = &err else {
+                panic!("{err}");
+            };
+            assert_eq!(
+                (corrupt.offset, corrupt.seq),
+                (offsets[record], record as u64)
+            );
+            assert!(err.to_string().contains("Restore the audit log"), "{err}");
+            assert_eq!(fs::read(&path).unwrap(), damaged, "the file was changed");
+        }
+    }
+
+    /// Damage inside a record's body, or a record of the wrong sequence, is
+    /// corruption too (it used to be accepted and fail later).
+    #[test]
+    fn damaged_bodies_and_reordered_records_are_corruption() {
+        let (_dir, _path, bytes) = log_of(3);
+        let offsets = record_offsets(&bytes);
+        let mut damaged = bytes.clone();
+        damaged[offsets[1] + 4] = b'[';
+        assert_eq!(scan_records(&damaged).unwrap_err().seq, 1);
+        let mut swapped = bytes[offsets[1]..offsets[2]].to_vec();
+        swapped.extend_from_slice(&bytes[..offsets[1]]);
+        assert_eq!(scan_records(&swapped).unwrap_err().seq, 0);
+    }
+
+    /// Every way an append can be torn is cut back to the records before
+    /// it, and only the last record is ever cut.
+    #[test]
+    fn every_torn_tail_is_recognised() {
+        let (_dir, _path, bytes) = log_of(3);
+        let last = *record_offsets(&bytes).last().unwrap();
+        for cut in last..bytes.len() {
+            let scanned = scan_records(&bytes[..cut]).unwrap();
+            assert_eq!(
+                (scanned.records.len(), scanned.intact_len),
+                (2, last),
+                "{cut}"
+            );
+            let mut zeros = bytes[..cut].to_vec();
+            zeros.resize(bytes.len() + 100, 0);
+            let scanned = scan_records(&zeros).unwrap();
+            assert_eq!(
+                (scanned.records.len(), scanned.intact_len),
+                (2, last),
+                "{cut}"
+            );
+        }
+        let whole = scan_records(&bytes).unwrap();
+        assert_eq!((whole.records.len(), whole.intact_len), (3, bytes.len()));
+    }
+
+    proptest::proptest! {
+        /// Any bytes: a result, never a panic.
+        #[test]
+        fn scanning_never_panics(bytes: Vec<u8>) {
+            let _ = scan_records(&bytes);
+        }
+
+        /// One damaged byte anywhere never silently drops an intact record:
+        /// the scan refuses, or keeps every record, or (damage in the last
+        /// record only) cuts that one as torn.
+        #[test]
+        fn one_damaged_byte_never_drops_an_intact_record(at: proptest::sample::Index, mask in 1u8..) {
+            let (_dir, _path, bytes) = log_of(4);
+            let last = *record_offsets(&bytes).last().unwrap();
+            let at = at.index(bytes.len());
+            let mut damaged = bytes.clone();
+            damaged[at] ^= mask;
+            if let Ok(scanned) = scan_records(&damaged) {
+                let kept = scanned.records.len();
+                proptest::prop_assert!(kept == 4 || (kept == 3 && at >= last), "{kept} at {at}");
+                proptest::prop_assert!(scanned.intact_len >= last);
+            }
+        }
     }
 }

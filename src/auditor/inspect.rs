@@ -37,6 +37,14 @@ pub enum InspectError {
     /// The vault could not be opened (wrong passphrase, damaged files).
     #[error("cannot open the key ring: {0}")]
     Vault(#[from] IssuerError),
+    /// The process's memory could not be read.
+    #[error("cannot read the memory of process {pid}: {source}")]
+    Process {
+        /// The process.
+        pid: u32,
+        /// What went wrong.
+        source: std::io::Error,
+    },
 }
 
 /// Something the inspection caught.
@@ -184,6 +192,64 @@ fn read_log(path: &Path) -> Result<(Vec<Vec<u8>>, u64), InspectError> {
     Ok((entries, rest.len() as u64))
 }
 
+/// What the audit log on disk says about period keys.
+pub(super) struct LoggedKeys {
+    /// Entries in the log.
+    pub entries: u64,
+    /// Bytes of a torn last append.
+    pub torn: u64,
+    /// Entries that do not parse or are out of order.
+    pub failures: Vec<InspectFailure>,
+    /// Periods logged as destroyed, in log order.
+    pub destroyed: Vec<PeriodId>,
+    /// Every `period-key-created` commitment (hex), by period.
+    pub commitments: BTreeMap<PeriodId, Vec<String>>,
+}
+
+impl LoggedKeys {
+    /// Reads `audit/entries.log` under the data directory `root`.
+    pub fn read(root: &Path) -> Result<Self, InspectError> {
+        let (raw, torn) = read_log(&DataDir::new(root).audit_log())?;
+        let mut failures = Vec::new();
+        let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
+        for (index, bytes) in raw.iter().enumerate() {
+            match Entry::from_bytes(bytes) {
+                Ok(entry) if entry.seq == index as u64 => entries.push(entry),
+                Ok(entry) => failures.push(InspectFailure::log_malformed(format!(
+                    "entry {index} says it is entry {}",
+                    entry.seq
+                ))),
+                Err(_) => failures.push(InspectFailure::log_malformed(format!(
+                    "entry {index} does not parse"
+                ))),
+            }
+        }
+        let mut destroyed: Vec<PeriodId> = Vec::new();
+        let mut commitments: BTreeMap<PeriodId, Vec<String>> = BTreeMap::new();
+        for entry in &entries {
+            match &entry.event {
+                Event::PeriodKeyDestroyed { period, .. } if !destroyed.contains(period) => {
+                    destroyed.push(*period);
+                }
+                Event::PeriodKeyCreated { period, commitment } => {
+                    commitments
+                        .entry(*period)
+                        .or_default()
+                        .push(commitment.clone());
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            entries: raw.len() as u64,
+            torn,
+            failures,
+            destroyed,
+            commitments,
+        })
+    }
+}
+
 /// Inspects the data directory at `root`: the audit log on disk; with the
 /// `passphrase`, the key ring against the log; and every file for each of
 /// the `canaries`.
@@ -195,38 +261,13 @@ pub fn inspect(
     if let Some(i) = canaries.iter().position(String::is_empty) {
         return Err(InspectError::EmptyCanary(i + 1));
     }
-    let layout = DataDir::new(root);
-    let (raw, torn) = read_log(&layout.audit_log())?;
-    let mut failures = Vec::new();
-    let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
-    for (index, bytes) in raw.iter().enumerate() {
-        match Entry::from_bytes(bytes) {
-            Ok(entry) if entry.seq == index as u64 => entries.push(entry),
-            Ok(entry) => failures.push(InspectFailure::log_malformed(format!(
-                "entry {index} says it is entry {}",
-                entry.seq
-            ))),
-            Err(_) => failures.push(InspectFailure::log_malformed(format!(
-                "entry {index} does not parse"
-            ))),
-        }
-    }
-    let mut destroyed: Vec<PeriodId> = Vec::new();
-    let mut commitments: BTreeMap<PeriodId, Vec<String>> = BTreeMap::new();
-    for entry in &entries {
-        match &entry.event {
-            Event::PeriodKeyDestroyed { period, .. } if !destroyed.contains(period) => {
-                destroyed.push(*period);
-            }
-            Event::PeriodKeyCreated { period, commitment } => {
-                commitments
-                    .entry(*period)
-                    .or_default()
-                    .push(commitment.clone());
-            }
-            _ => {}
-        }
-    }
+    let LoggedKeys {
+        entries: log_entries,
+        torn,
+        mut failures,
+        destroyed,
+        commitments,
+    } = LoggedKeys::read(root)?;
 
     let vault = match passphrase {
         None => None,
@@ -306,7 +347,7 @@ pub fn inspect(
     Ok(InspectReport {
         data_dir: root.to_owned(),
         usage: usage.into_values().collect(),
-        log_entries: raw.len() as u64,
+        log_entries,
         log_torn_tail_bytes: torn,
         destroyed_in_log: destroyed.len(),
         vault,

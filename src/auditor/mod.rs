@@ -2,7 +2,8 @@
 //! audit log and a pinned log key, that deletion happened on time
 //! ([`verify`]); and checking on site, with the operator's data directory,
 //! that destroyed keys are really gone and no personal data lies in plain
-//! text ([`inspect()`]).
+//! text ([`inspect()`]); and checking a running issuer's memory for
+//! destroyed keys and personal data ([`memory::inspect_memory`]).
 //!
 //! [`verify`] proves, in order:
 //!
@@ -26,6 +27,7 @@
 
 mod inspect;
 pub mod log;
+pub mod memory;
 pub mod periods;
 
 use std::path::{Path, PathBuf};

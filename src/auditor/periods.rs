@@ -11,6 +11,7 @@ use super::Failure;
 use crate::audit::{Entry, Event};
 use crate::ids::PeriodId;
 use crate::protocol::directory::Directory;
+use crate::protocol::permit::range;
 
 /// Where a period stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,10 +71,19 @@ pub struct PeriodStatus {
     pub status: PeriodState,
 }
 
+/// A date from the log: outside input to the auditor, so it is range
+/// checked before any arithmetic touches it.
 fn parse_time(text: &str, what: &str, period: &PeriodId) -> Result<OffsetDateTime, Failure> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
         Failure::malformed(format!("period {period}: {what} {text:?} is not RFC 3339"))
-    })
+    })?;
+    if !range::instant_ok(at) {
+        return Err(Failure::malformed(format!(
+            "period {period}: {what} {text:?} {}",
+            range::DATE_RULE
+        )));
+    }
+    Ok(at)
 }
 
 fn unopened(period: &PeriodId, entry: &Entry) -> Failure {
@@ -106,7 +116,11 @@ pub fn period_report(
     for (_, mut status, _) in list {
         status.status = if status.destroyed_at.is_some() {
             PeriodState::Destroyed
-        } else if status.deadline + tolerance < now {
+        } else if status
+            .deadline
+            .checked_add(tolerance)
+            .is_some_and(|late| late < now)
+        {
             failures.push(Failure::Overdue {
                 period: status.period,
                 deadline: status.deadline,
@@ -175,7 +189,14 @@ fn apply(periods: &mut Periods, entry: &Entry) -> Result<(), Failure> {
                 .ok_or_else(|| unopened(period, entry))?;
             status.ended_early_at = Some(entry.at);
             status.ends_at = entry.at;
-            status.deadline = entry.at + *grace;
+            // Both ends were range checked, but the entry's own time was
+            // not: an early end cannot move the deadline past what exists.
+            status.deadline = entry.at.checked_add(*grace).ok_or_else(|| {
+                Failure::malformed(format!(
+                    "entry {} ends period {period} at a time whose deadline does not exist",
+                    entry.seq
+                ))
+            })?;
         }
         Event::DestroyIntent { period } => {
             let (_, status, _) = periods
@@ -284,11 +305,79 @@ pub fn backdated(
 ) -> Vec<Failure> {
     entries
         .iter()
-        .filter(|e| e.seq >= saved_size && e.at + tolerance < seen_at)
+        .filter(|e| {
+            e.seq >= saved_size && e.at.checked_add(tolerance).is_some_and(|at| at < seen_at)
+        })
         .map(|e| Failure::Backdated {
             seq: e.seq,
             at: e.at,
             seen_at,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn entry(seq: u64, at: OffsetDateTime, event: Event) -> Entry {
+        Entry { seq, at, event }
+    }
+
+    /// A log is outside input to the auditor: dates at the edge of what
+    /// `time` can hold are reported as malformed, never a panic.
+    #[test]
+    fn dates_at_the_end_of_time_are_failures_not_panics() {
+        let period = PeriodId::generate();
+        let at = datetime!(2026-12-01 09:00 UTC);
+        let entries = [
+            entry(
+                0,
+                at,
+                Event::PeriodOpened {
+                    period,
+                    name: "far".into(),
+                    ends_at: "9999-12-31T00:00:00Z".into(),
+                    deadline: "9999-12-31T23:59:59Z".into(),
+                },
+            ),
+            entry(1, at, Event::PeriodEnded { period }),
+        ];
+        let (_, failures) = period_report(&entries, at, Duration::hours(1));
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.to_string().contains("must lie in the years")),
+            "{failures:?}"
+        );
+        // The entry's own time is not range checked by the log reader: an
+        // early end near the end of time is a failure too.
+        let entries = [
+            entry(
+                0,
+                at,
+                Event::PeriodOpened {
+                    period,
+                    name: "late".into(),
+                    ends_at: "2026-12-31T00:00:00Z".into(),
+                    deadline: "2036-12-31T00:00:00Z".into(),
+                },
+            ),
+            entry(
+                1,
+                datetime!(9999-12-31 00:00 UTC),
+                Event::PeriodEnded { period },
+            ),
+        ];
+        let (_, failures) = period_report(&entries, at, Duration::hours(1));
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.to_string().contains("does not exist")),
+            "{failures:?}"
+        );
+        let late = backdated(&entries, 0, at, Duration::MAX);
+        assert!(late.is_empty());
+    }
 }

@@ -1,7 +1,13 @@
 //! The load generator's HTTP side: a plain ureq agent per worker thread
 //! (its own keep-alive connection), no retries — a failure is counted by
 //! kind, never hidden — and a runner that spreads N jobs over C threads.
+//!
+//! The one exception to "no retries" is a request the server shed
+//! (`503 overloaded`): a well-behaved client waits the `Retry-After` it was
+//! given (with jitter), and the runners do, counting every shed answer apart from the
+//! admitted ones so the report shows the shed rate and the admitted latency.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +19,32 @@ use super::stats::{ErrorTally, Latencies, LatencySummary};
 
 /// `Content-Type` of an RFC 9578 token request.
 pub(crate) const TOKEN_REQUEST_TYPE: &str = "application/private-token-request";
+
+/// The error kind of a request the server shed under overload.
+pub(crate) const SHED: &str = "503 overloaded";
+
+thread_local! {
+    /// The `Retry-After` of this thread's last reply (each worker thread
+    /// has its own agent, so this is the reply its last request got).
+    static RETRY_AFTER: Cell<Option<Duration>> = const { Cell::new(None) };
+}
+
+/// The `Retry-After` of this thread's last reply, if it had one.
+pub(crate) fn last_retry_after() -> Option<Duration> {
+    RETRY_AFTER.with(Cell::get)
+}
+
+/// How long a shed client waits: the server's `Retry-After` (1 s if it gave
+/// none), spread uniformly over half to one and a half times that. Clients
+/// that all waited exactly the same time would come back together, in
+/// waves that leave the queue empty between them; real clients are not in
+/// step, and well-behaved ones add jitter.
+pub(crate) fn shed_backoff() -> Duration {
+    let base = last_retry_after().unwrap_or(Duration::from_secs(1));
+    let mut byte = [0u8; 1];
+    rand::fill(&mut byte);
+    base.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
+}
 
 /// A reply read in full.
 pub(crate) struct Reply {
@@ -32,6 +64,13 @@ pub(crate) fn agent() -> ureq::Agent {
 
 fn read(response: ureq::http::Response<ureq::Body>) -> Result<Reply, ureq::Error> {
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    RETRY_AFTER.with(|c| c.set(retry_after));
     let body = response
         .into_body()
         .into_with_config()
@@ -111,8 +150,11 @@ pub(crate) fn expect(outcome: Result<Reply, ureq::Error>, expected: u16) -> Resu
 pub(crate) struct Phase {
     pub(crate) ok: u64,
     pub(crate) errors: ErrorTally,
+    /// Latencies of the admitted attempts (all but the shed ones).
     pub(crate) latency: LatencySummary,
     pub(crate) elapsed: Duration,
+    /// Attempts the server shed (each waited out and retried).
+    pub(crate) shed: u64,
 }
 
 impl Phase {
@@ -120,10 +162,17 @@ impl Phase {
     pub(crate) fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Shed attempts as a share of all attempts.
+    pub(crate) fn shed_share(&self) -> f64 {
+        let attempts = self.shed + self.latency.count;
+        self.shed as f64 / (attempts as f64).max(1.0)
+    }
 }
 
 /// Runs jobs `0..count` on `concurrency` threads, each with its own agent,
-/// timing every job. `job` returns an error kind on failure.
+/// timing every job. `job` returns an error kind on failure; a job the
+/// server shed is retried after its `Retry-After`.
 pub(crate) fn run_counted<F>(
     label: &str,
     count: usize,
@@ -138,7 +187,7 @@ where
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(label, counters.clone(), Goal::Count(count as u64), quiet);
     let started = Instant::now();
-    let results: Vec<(Latencies, ErrorTally, u64)> = std::thread::scope(|scope| {
+    let results: Vec<(Latencies, ErrorTally, u64, u64)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..concurrency.max(1))
             .map(|w| {
                 let (next, counters, job) = (&next, &counters, &job);
@@ -150,21 +199,34 @@ where
                             Latencies::with_capacity(count / concurrency.max(1) + 1);
                         let mut errors = ErrorTally::default();
                         let mut ok = 0;
+                        let mut shed = 0;
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             if i >= count {
                                 break;
                             }
-                            let t = Instant::now();
-                            let outcome = job(&agent, i);
-                            latencies.push(t.elapsed());
+                            let outcome = loop {
+                                let t = Instant::now();
+                                let outcome = job(&agent, i);
+                                let took = t.elapsed();
+                                match outcome {
+                                    Err(kind) if kind == SHED => {
+                                        shed += 1;
+                                        std::thread::sleep(shed_backoff());
+                                    }
+                                    outcome => {
+                                        latencies.push(took);
+                                        break outcome;
+                                    }
+                                }
+                            };
                             counters.record(outcome.is_ok());
                             match outcome {
                                 Ok(()) => ok += 1,
                                 Err(kind) => errors.add(kind),
                             }
                         }
-                        (latencies, errors, ok)
+                        (latencies, errors, ok, shed)
                     })
             })
             .collect();
@@ -179,15 +241,18 @@ where
     let mut latencies = Latencies::default();
     let mut errors = ErrorTally::default();
     let mut ok = 0;
-    for (l, e, n) in results {
+    let mut shed = 0;
+    for (l, e, n, s) in results {
         latencies.merge(l);
         errors.merge(e);
         ok += n;
+        shed += s;
     }
     Phase {
         ok,
         errors,
         latency: latencies.summary(),
         elapsed,
+        shed,
     }
 }

@@ -148,6 +148,19 @@ pub fn run(settings: &EnrolSettings) -> Result<Report, BenchError> {
             None,
         );
     }
+    for (what, phase) in [("enrolment", &enrol), ("login", &login)] {
+        report.figure(
+            format!("{what} attempts shed (503 overloaded, retried after Retry-After)"),
+            phase.shed as f64,
+            "",
+        );
+        report.figure(
+            format!("{what} attempts shed, share"),
+            phase.shed_share() * 100.0,
+            "%",
+        );
+    }
+    // Latencies are of the admitted attempts; shed ones are counted above.
     report.latency("enrol", enrol.latency);
     report.latency("login", login.latency);
     report.errors("enrol", enrol.errors);

@@ -214,14 +214,27 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
         raw,
         None,
     );
-    report.check("p99 latency", run.latency.p99_ms, "ms", TARGET_P99_MS);
+    report.check(
+        "p99 latency (admitted requests)",
+        run.admitted.p99_ms,
+        "ms",
+        TARGET_P99_MS,
+    );
     report.note(format!(
         "{checked} of {answered} sampled answers finalized into tokens that verify"
     ));
     if let Some(note) = run.ran_out_note() {
         report.note(note);
     }
+    let sent = run.latency.count.max(1) as f64;
+    report.figure(
+        "requests shed (503 overloaded, Retry-After waited)",
+        run.shed as f64,
+        "",
+    );
+    report.figure("requests shed, share", run.shed as f64 * 100.0 / sent, "%");
     report.latency("issue", run.latency);
+    report.latency("issue, admitted only", run.admitted);
     report.errors("issue", run.errors);
     report.cpu = run.cpu;
     if matches!(settings.target, Target::External { .. }) {
@@ -375,6 +388,10 @@ pub(crate) struct TimedRun {
     pub(crate) elapsed: Duration,
     /// Latencies of every timed request, failures included.
     pub(crate) latency: super::stats::LatencySummary,
+    /// Latencies of the timed requests the server admitted (not shed).
+    pub(crate) admitted: super::stats::LatencySummary,
+    /// Timed requests the server shed with `503 overloaded`.
+    pub(crate) shed: u64,
     pub(crate) errors: ErrorTally,
     pub(crate) cpu: Option<cpu::CpuUse>,
     /// The answers to the first [`SAMPLE`] requests, to finish and check.
@@ -436,6 +453,8 @@ pub(crate) fn check_sample(
 #[derive(Default)]
 struct ClientTally {
     latencies: Latencies,
+    admitted: Latencies,
+    shed: u64,
     errors: ErrorTally,
     ok: u64,
     timeline: Vec<Sent>,
@@ -488,6 +507,14 @@ pub(crate) fn timed_issuance(
                             let session = &sessions[i % sessions.len()];
                             let outcome = send(&agent, url, session, body);
                             let elapsed = t0.elapsed();
+                            let shed = outcome.as_ref().is_err_and(|k| k == client::SHED);
+                            if shed {
+                                // A well-behaved client waits before its next
+                                // request; not past the end of the run.
+                                let wait = client::shed_backoff()
+                                    .min(end.saturating_duration_since(Instant::now()));
+                                std::thread::sleep(wait);
+                            }
                             counters.record(outcome.is_ok());
                             if let (Ok(answer), Some(slot)) = (&outcome, sample.get(i)) {
                                 *slot.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -497,6 +524,11 @@ pub(crate) fn timed_issuance(
                                 continue;
                             }
                             tally.latencies.push(elapsed);
+                            if shed {
+                                tally.shed += 1;
+                            } else {
+                                tally.admitted.push(elapsed);
+                            }
                             tally.timeline.push(Sent {
                                 at: t0,
                                 latency: elapsed,
@@ -526,6 +558,8 @@ pub(crate) fn timed_issuance(
     let mut all = ClientTally::default();
     for t in results {
         all.latencies.merge(t.latencies);
+        all.admitted.merge(t.admitted);
+        all.shed += t.shed;
         all.errors.merge(t.errors);
         all.ok += t.ok;
         all.timeline.extend(t.timeline);
@@ -542,6 +576,8 @@ pub(crate) fn timed_issuance(
         ok: all.ok,
         elapsed,
         latency: all.latencies.summary(),
+        admitted: all.admitted.summary(),
+        shed: all.shed,
         errors: all.errors,
         cpu,
         sample: sample

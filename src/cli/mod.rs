@@ -25,6 +25,7 @@ pub mod output;
 pub mod admin;
 pub mod audit;
 pub mod bench;
+mod hardening;
 pub mod serve;
 pub mod verify;
 pub mod wallet;

@@ -17,7 +17,7 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::secret::{Passphrase, random_32};
 use crate::http::{AppState, HttpConfig};
 use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
-use crate::store::StoreConfig;
+use crate::store::{StoreConfig, StoreError};
 use crate::vault::VaultError;
 use crate::vault::fsutil;
 
@@ -77,6 +77,25 @@ pub struct ServeArgs {
     /// at least 1].
     #[arg(long, value_name = "N")]
     pub argon2_permits: Option<usize>,
+    /// Enrolments and logins that may wait for an Argon2id permit; more are
+    /// answered 503 with Retry-After [default: 10 per permit].
+    #[arg(long, value_name = "N")]
+    pub argon2_queue: Option<usize>,
+    /// Token requests that may wait for a signing thread; more are answered
+    /// 503 with Retry-After [default: 16 per thread].
+    #[arg(long, value_name = "N")]
+    pub sign_queue: Option<usize>,
+    /// Open connections at most; past it the server stops accepting until
+    /// one closes [default: the descriptor limit less 128, at most 4096].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may take to send a request head, or stay idle
+    /// between requests, before it is closed.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub header_timeout_s: u64,
+    /// Free space under the data directory, MiB, below which /readyz fails.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub min_free_disk_mib: u64,
     /// When the expiry job runs: a six-field cron expression (sec min hour
     /// day month weekday). A pass also runs at every start.
     #[arg(long, default_value = crate::scheduler::EVERY_MINUTE)]
@@ -84,6 +103,16 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Start even though the store (sled/) is missing or behind the last
+    /// acknowledged write: enrolments, sessions, quota counts and
+    /// issued-pass records written since are gone, so quotas may grant
+    /// again. Written to the audit log.
+    #[arg(long)]
+    pub accept_store_loss: bool,
+    /// Leave core dumps on (for debugging only: a core file holds keys and
+    /// personal data that no later destruction reaches).
+    #[arg(long)]
+    pub allow_core_dumps: bool,
 }
 
 const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
@@ -147,12 +176,30 @@ fn http_config(args: &ServeArgs) -> anyhow::Result<HttpConfig> {
         )
         .into());
     }
+    if args.max_connections == Some(0) || args.header_timeout_s == 0 {
+        return Err(CliError::new(
+            "--max-connections and --header-timeout-s must be at least 1",
+            "leave them out for the defaults (from the descriptor limit; 10 s)",
+        )
+        .into());
+    }
     let defaults = HttpConfig::default();
+    let sign_permits = args.sign_permits.unwrap_or(defaults.sign_permits);
+    let argon2_permits = args.argon2_permits.unwrap_or(defaults.argon2_permits);
     Ok(HttpConfig {
         rate_burst: args.rate_burst,
         rate_per_s: args.rate_per_s,
-        sign_permits: args.sign_permits.unwrap_or(defaults.sign_permits),
-        argon2_permits: args.argon2_permits.unwrap_or(defaults.argon2_permits),
+        sign_permits,
+        argon2_permits,
+        sign_queue: args
+            .sign_queue
+            .unwrap_or(crate::http::SIGN_QUEUE_PER_THREAD * sign_permits),
+        argon2_queue: args
+            .argon2_queue
+            .unwrap_or(crate::http::ARGON2_QUEUE_PER_PERMIT * argon2_permits),
+        max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout_s),
+        min_free_disk_bytes: args.min_free_disk_mib.saturating_mul(1024 * 1024),
         ..defaults
     })
 }
@@ -168,7 +215,28 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     Ok((token, path))
 }
 
+/// The most any `BLINDPASS_LOG` filter can get from a target: the
+/// project's own code logs nothing personal at any level, so it may log at
+/// every level; sled's debug and trace lines print the keys and values it
+/// reads and writes (resident ids, session hashes, records), so it stops at
+/// `warn`, as the default filter has it; every other dependency stops at
+/// `info`, because their debug and trace lines carry connection detail
+/// (axum logs every accepted client's address and port; hyper and h2 their
+/// connections and frames) and their `info` and above only start-up and
+/// failures. A filter is a ceiling the user's
+/// filter is combined with, not a directive in it, so no more specific
+/// directive (`sled::tree=trace`) can lift it.
+fn log_ceiling() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("blindpass", LevelFilter::TRACE)
+        .with_target("sled", LevelFilter::WARN)
+}
+
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLINDPASS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
     // Colour codes only for a terminal, never into a log file.
@@ -176,9 +244,12 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // An event is logged only if both the user's filter and the ceiling
+    // let it through (dependencies that use the `log` crate, such as
+    // sled, are checked under their own target too).
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.finish().with(log_ceiling()).try_init(),
+        LogFormat::Json => builder.json().finish().with(log_ceiling()).try_init(),
     };
 }
 
@@ -222,9 +293,11 @@ fn limit_malloc_arenas() -> &'static str {
 /// Runs `blindpass serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let arenas = limit_malloc_arenas();
+    let core_dumps = super::hardening::protect_memory(args.allow_core_dumps)?;
     init_logging(args.log_format);
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     tracing::info!(arenas, tunables, "malloc arenas");
+    tracing::info!(core_dumps, "core dumps");
     let http = http_config(&args)?;
     let pass = passphrase(&args)?;
     let public_url = args
@@ -238,6 +311,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store: StoreConfig {
             cache_bytes: args.cache_mib * 1024 * 1024,
         },
+        accept_store_loss: args.accept_store_loss,
         ..AuthorityConfig::default()
     };
     let layout = DataDir::new(&args.data_dir);
@@ -261,6 +335,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Err(CliError::new(
                 "the passphrase does not open this data directory's master slot",
                 "check BLINDPASS_PASSPHRASE / --passphrase-file; nothing was changed",
+            )
+            .into());
+        }
+        Err(IssuerError::Store(StoreError::Lost(loss))) => {
+            return Err(CliError::new(
+                format!("refusing to start: {loss}"),
+                "restore sled/ and sled.generation from a backup taken together; or, to \
+                 continue without the lost data, start once with --accept-store-loss \
+                 (the acceptance is written to the audit log)",
+            )
+            .into());
+        }
+        Err(IssuerError::Store(StoreError::Damaged(at))) => {
+            return Err(CliError::new(
+                format!("refusing to start: sled found its files damaged ({at})"),
+                "restore sled/ and sled.generation from a backup taken together",
+            )
+            .into());
+        }
+        Err(IssuerError::Audit(crate::audit::AuditError::Corrupt(damage))) => {
+            return Err(CliError::new(
+                format!("refusing to start: {damage}"),
+                "nothing was changed; restore audit/entries.log from a backup or a mirror \
+                 of the public log (only a torn last record is cut automatically)",
             )
             .into());
         }
@@ -398,6 +496,65 @@ mod tests {
         assert_eq!(config.rate_per_s, 1e6);
         assert_eq!(config.sign_permits, 8);
         assert_eq!(config.argon2_permits, 3);
+        // The queues follow the permits given.
+        assert_eq!(config.sign_queue, 8 * crate::http::SIGN_QUEUE_PER_THREAD);
+        assert_eq!(
+            config.argon2_queue,
+            3 * crate::http::ARGON2_QUEUE_PER_PERMIT
+        );
+    }
+
+    #[test]
+    fn overload_flags_reach_the_http_config() {
+        let config = http_config(&parse(&[
+            "--sign-queue",
+            "5",
+            "--argon2-queue",
+            "0",
+            "--max-connections",
+            "100",
+            "--header-timeout-s",
+            "3",
+            "--min-free-disk-mib",
+            "1",
+        ]))
+        .unwrap();
+        assert_eq!(config.sign_queue, 5);
+        assert_eq!(config.argon2_queue, 0);
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(config.header_read_timeout.as_secs(), 3);
+        assert_eq!(config.min_free_disk_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn no_filter_lifts_dependencies_above_the_ceiling() {
+        use tracing::Level;
+        let ceiling = log_ceiling();
+        // (crate, module) pairs, joined below: tests/architecture.rs greps
+        // for path-qualified names of these crates outside their modules.
+        for (krate, module, level, allowed) in [
+            ("blindpass", "http", Level::TRACE, true),
+            ("blindpass", "", Level::DEBUG, true),
+            ("sled", "", Level::WARN, true),
+            ("sled", "tree", Level::INFO, false),
+            ("sled", "tree", Level::TRACE, false),
+            ("axum", "serve", Level::INFO, true),
+            ("axum", "serve", Level::TRACE, false),
+            ("hyper", "proto", Level::DEBUG, false),
+            ("h2", "codec", Level::TRACE, false),
+            ("tokio", "runtime", Level::DEBUG, false),
+        ] {
+            let target = if module.is_empty() {
+                krate.to_owned()
+            } else {
+                format!("{krate}::{module}")
+            };
+            assert_eq!(
+                ceiling.would_enable(&target, &level),
+                allowed,
+                "{target} at {level}"
+            );
+        }
     }
 
     #[test]
@@ -408,6 +565,8 @@ mod tests {
             &["--rate-per-s", "NaN"],
             &["--sign-permits", "0"],
             &["--argon2-permits", "0"],
+            &["--max-connections", "0"],
+            &["--header-timeout-s", "0"],
         ] {
             assert!(http_config(&parse(bad)).is_err(), "{bad:?}");
         }

@@ -239,6 +239,10 @@ fn explain(err: VerifierError, cache_dir: &Path) -> anyhow::Error {
         }
         VerifierError::Server { .. } => "check --server: it must be the issuer's base URL".into(),
         VerifierError::Image { .. } => "give a PNG or JPEG picture of the pass".into(),
+        VerifierError::ImageTooLarge { .. } => {
+            "crop or scale the picture to the pass (a few megapixels is plenty), or pass the payload text"
+                .into()
+        }
         VerifierError::NoQrCode(_) => {
             "take a sharper, straight picture with the whole code in it, or pass the payload text"
                 .into()

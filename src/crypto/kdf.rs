@@ -4,9 +4,8 @@
 use std::sync::Mutex;
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-use zeroize::Zeroize;
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::CryptoError;
 use super::secret::{DerivedKey, Passphrase};
@@ -94,23 +93,45 @@ fn with_work_area<R>(blocks: usize, hash: impl FnOnce(&mut [Block]) -> R) -> R {
 /// HMAC-SHA-256(parent, label || 0x00 || context): a key for one purpose.
 /// The label names the purpose; the zero byte keeps label and context apart.
 pub fn derive(parent: &[u8; 32], label: &str, context: &[u8]) -> DerivedKey {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&hmac_sha256(parent, &[label.as_bytes(), &[0], context]));
-    let key = DerivedKey::from_bytes(out);
-    zeroize::Zeroize::zeroize(&mut out);
-    key
+    let mut out = Zeroizing::new([0u8; 32]);
+    hmac_sha256_into(parent, &[label.as_bytes(), &[0], context], &mut out);
+    // `out` is exactly 32 bytes, so the copy into the key's cell cannot fail.
+    #[allow(clippy::expect_used)]
+    DerivedKey::from_slice(&out[..]).expect("32 bytes")
 }
 
 /// HMAC-SHA-256 over the concatenation of `parts`.
 pub fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    // A 32-byte key is always a valid HMAC key, so this cannot fail.
-    #[allow(clippy::expect_used)]
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut out = [0u8; 32];
+    hmac_sha256_into(key, parts, &mut out);
+    out
+}
+
+/// HMAC-SHA-256 (RFC 2104) written out over SHA-256, so that nothing from
+/// which the key can be had outlives the call:
+/// - the padded key blocks (`K ⊕ ipad`, `K ⊕ opad`: one XOR away from the
+///   key) live in a heap buffer wiped after use; the `hmac` crate keeps
+///   them in a stack array it never wipes;
+/// - the hash states after those blocks (as good as the key for computing
+///   any HMAC under it) are finalized in place and wiped on drop (`sha2`'s
+///   `zeroize` feature), never moved: a move leaves the old bytes behind in
+///   a stack frame, which can outlive its use for as long as the thread.
+fn hmac_sha256_into(key: &[u8; 32], parts: &[&[u8]], out: &mut [u8; 32]) {
+    const BLOCK: usize = 64;
+    let mut pad = Zeroizing::new(vec![0u8; BLOCK]);
+    pad[..32].copy_from_slice(key);
+    pad.iter_mut().for_each(|b| *b ^= 0x36);
+    let mut hash = Sha256::new();
+    Digest::update(&mut hash, &pad[..]);
     for part in parts {
-        mac.update(part);
+        Digest::update(&mut hash, part);
     }
-    mac.finalize().into_bytes().into()
+    let mut inner_hash = Zeroizing::new([0u8; 32]);
+    Digest::finalize_into_reset(&mut hash, (&mut *inner_hash).into());
+    pad.iter_mut().for_each(|b| *b ^= 0x36 ^ 0x5c);
+    Digest::update(&mut hash, &pad[..]);
+    Digest::update(&mut hash, &inner_hash[..]);
+    Digest::finalize_into_reset(&mut hash, out.into());
 }
 
 #[cfg(test)]
@@ -138,6 +159,28 @@ mod tests {
             hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    proptest::proptest! {
+        // The `hmac` crate is the oracle for the hand-written HMAC.
+        #[test]
+        fn hmac_matches_the_hmac_crate(
+            key: [u8; 32],
+            a in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            use hmac::{Hmac, KeyInit, Mac};
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+            mac.update(&a);
+            mac.update(&b);
+            let expected: [u8; 32] = mac.finalize().into_bytes().into();
+            proptest::prop_assert_eq!(hmac_sha256(&key, &[&a, &b]), expected);
+            let derived = derive(&key, "label", &a);
+            proptest::prop_assert_eq!(
+                derived.expose_secret(),
+                &hmac_sha256(&key, &[b"label", &[0], &a])
+            );
+        }
     }
 
     #[test]

@@ -2,37 +2,93 @@
 //! constant time, and never serialized by accident.
 
 use std::fmt;
+use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Fills a fresh 32-byte array from the operating system's CSPRNG.
+///
+/// For salts and tokens; keys are generated in place by their own types
+/// (`MasterKey::generate` and the like), so that their bytes never pass
+/// through a returned array or a user-space RNG's buffer.
 pub fn random_32() -> [u8; 32] {
     let mut out = [0u8; 32];
     rand::fill(&mut out);
     out
 }
 
+/// 32 secret bytes in one heap place from birth to death: generated or
+/// copied straight into the box, never moved by value, wiped on drop.
+struct KeyCell(Box<[u8; 32]>);
+
+impl KeyCell {
+    fn zeroed() -> Box<[u8; 32]> {
+        Box::new([0u8; 32])
+    }
+
+    fn random() -> Self {
+        let mut bytes = Self::zeroed();
+        // The operating system's generator writes into the box itself: a
+        // user-space generator (rand's thread-local one) would keep the
+        // bytes in its output buffer until it is refilled.
+        #[allow(clippy::expect_used)]
+        getrandom::fill(&mut bytes[..]).expect(
+            "the operating system's random source failed; no key can be made safely without it",
+        );
+        Self(bytes)
+    }
+
+    fn copied_from(source: &[u8]) -> Option<Self> {
+        let source: &[u8; 32] = source.try_into().ok()?;
+        let mut bytes = Self::zeroed();
+        bytes.copy_from_slice(source);
+        Some(Self(bytes))
+    }
+}
+
+impl Drop for KeyCell {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 macro_rules! secret_key_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-        pub struct $name([u8; 32]);
+        ///
+        /// The bytes live in one heap cell; a clone shares that cell (no
+        /// copy of the key is made) and the cell is wiped when the last
+        /// clone drops. Moving the value moves a pointer, never the key.
+        #[derive(Clone)]
+        pub struct $name(Arc<KeyCell>);
 
         impl $name {
-            /// A fresh random key from the operating system's CSPRNG.
+            /// A fresh random key, generated in place by the operating
+            /// system's CSPRNG.
             pub fn generate() -> Self {
-                Self(random_32())
+                Self(Arc::new(KeyCell::random()))
             }
 
-            /// Wraps key bytes; the caller's copy should be zeroized by the caller.
-            pub fn from_bytes(bytes: [u8; 32]) -> Self {
-                Self(bytes)
+            /// Copies 32 key bytes into a fresh cell; `None` if `bytes` is
+            /// not 32 bytes long. The caller's bytes stay the caller's to wipe.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                KeyCell::copied_from(bytes).map(|cell| Self(Arc::new(cell)))
+            }
+
+            /// Wraps key bytes passed by value (tests and test vectors):
+            /// the array is a copy the caller cannot wipe, so code holding
+            /// real keys uses [`Self::from_slice`] or [`Self::generate`].
+            pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+                let mut cell = KeyCell(KeyCell::zeroed());
+                cell.0.copy_from_slice(&bytes);
+                bytes.zeroize();
+                Self(Arc::new(cell))
             }
 
             /// The raw key bytes. Named so that every use is easy to audit.
             pub fn expose_secret(&self) -> &[u8; 32] {
-                &self.0
+                &self.0.0
             }
         }
 
@@ -44,7 +100,7 @@ macro_rules! secret_key_type {
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                self.0.ct_eq(&other.0).into()
+                self.expose_secret().ct_eq(other.expose_secret()).into()
             }
         }
 
@@ -149,6 +205,20 @@ mod tests {
         assert!(!format!("{secret:?}").contains("canary"));
         let pass = Passphrase::new("hunter2".into());
         assert!(!format!("{pass:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_key_has_one_copy_that_clones_share() {
+        let key = PeriodKey::generate();
+        let other = key.clone();
+        assert!(std::ptr::eq(key.expose_secret(), other.expose_secret()));
+        let master = MasterKey::from_slice(&[7; 32]).unwrap();
+        assert!(std::ptr::eq(
+            master.expose_secret(),
+            master.clone().expose_secret()
+        ));
+        assert!(MasterKey::from_slice(&[7; 31]).is_none());
+        assert!(MasterKey::from_slice(&[7; 33]).is_none());
     }
 
     #[test]

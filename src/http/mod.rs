@@ -5,8 +5,15 @@
 //! so a login flood cannot starve issuance and neither can stall the async
 //! workers: Argon2 (enrolment, login) on the blocking pool behind a
 //! semaphore, RSA (issuance, key generation) on a fixed pool of signing
-//! threads (`signers`).
+//! threads (`signers`). In front of each pool a bound on the queue
+//! (`admission`) sheds the excess at once with 503 and `Retry-After`.
+//!
+//! Connections are served by our own accept loop over hyper (`serve`):
+//! a cap on open connections and a header read timeout, so clients that
+//! never finish a request cannot hold every descriptor.
 
+mod admission;
+mod health;
 pub mod metrics;
 pub mod problem;
 pub(crate) mod routes;
@@ -30,6 +37,18 @@ use crate::issuer::Authority;
 use metrics::Metrics;
 use problem::Problem;
 
+/// Enrolments and logins that may wait per Argon2 permit. A hash at the
+/// default parameters takes 25–40 ms of one core here (raw Argon2id 24–37
+/// per second in `blindpass bench enrol`), so 10 waiting is a quarter to
+/// half a second of queue.
+pub const ARGON2_QUEUE_PER_PERMIT: usize = 10;
+
+/// Token requests that may wait per signing thread. The server answers
+/// about 2,100 passes/s on this machine's two cores (`blindpass bench
+/// issue`); by Little's law 16 waiting per thread is about 16 ms of queue.
+/// 64 per thread let the admitted p99 reach 200 ms (`docs/benchmarks.md`).
+pub const SIGN_QUEUE_PER_THREAD: usize = 16;
+
 /// Service limits and tuning.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -49,22 +68,57 @@ pub struct HttpConfig {
     pub rate_burst: u32,
     /// … and refill per second.
     pub rate_per_s: f64,
+    /// Open connections at most; past this the server stops accepting
+    /// until one closes (the kernel's backlog holds the next ones).
+    pub max_connections: usize,
+    /// Time a connection may take to send a complete request head, and
+    /// may stay idle between requests, before it is closed.
+    pub header_read_timeout: Duration,
+    /// Enrolments and logins that may wait for an Argon2 permit; more
+    /// are shed with 503.
+    pub argon2_queue: usize,
+    /// Token requests that may wait for a signing thread; more are shed
+    /// with 503.
+    pub sign_queue: usize,
+    /// Free bytes under the data directory below which `/readyz` fails.
+    pub min_free_disk_bytes: u64,
+    /// How often the health endpoints may probe the store (a write and a
+    /// flush); answers in between reuse the last result.
+    pub health_probe_interval: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let argon2_permits = (cores / 2).max(1);
         Self {
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(30),
             password_params: Argon2Params::DEFAULT,
-            argon2_permits: (cores / 2).max(1),
+            argon2_permits,
             sign_permits: cores,
             session_ttl: time::Duration::hours(12),
             rate_burst: 20,
             rate_per_s: 2.0,
+            max_connections: default_max_connections(),
+            header_read_timeout: Duration::from_secs(10),
+            argon2_queue: ARGON2_QUEUE_PER_PERMIT * argon2_permits,
+            sign_queue: SIGN_QUEUE_PER_THREAD * cores,
+            min_free_disk_bytes: 64 * 1024 * 1024,
+            health_probe_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// The connection cap when none is configured: the process's descriptor
+/// limit less a reserve for the store, the vault, the audit log and the
+/// thread pools, at least 64 and at most 4,096.
+fn default_max_connections() -> usize {
+    const RESERVE: u64 = 128;
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4096 + RESERVE);
+    usize::try_from(soft.saturating_sub(RESERVE).clamp(64, 4096)).unwrap_or(4096)
 }
 
 /// A token bucket per client address, for login and enrolment.
@@ -102,9 +156,11 @@ pub struct AppState {
     config: Arc<HttpConfig>,
     admin_token_hash: [u8; 32],
     metrics: Arc<Metrics>,
-    argon2: Arc<Semaphore>,
+    argon2: Arc<admission::Argon2Pool>,
     signers: signers::Signers,
+    sign_admission: Arc<admission::Admission>,
     limiter: Arc<RateLimiter>,
+    health: Arc<health::Health>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -121,13 +177,29 @@ impl AppState {
         admin_token: &str,
     ) -> std::io::Result<Self> {
         use sha2::Digest;
+        let metrics = Arc::new(Metrics::default());
         Ok(Self {
-            argon2: Arc::new(Semaphore::new(config.argon2_permits.max(1))),
+            argon2: Arc::new(admission::Argon2Pool {
+                permits: Arc::new(Semaphore::new(config.argon2_permits.max(1))),
+                admission: admission::Admission::new(
+                    config.argon2_permits.max(1),
+                    config.argon2_queue,
+                    metrics.clone(),
+                    "shed_argon2",
+                ),
+            }),
             signers: signers::Signers::start(config.sign_permits)?,
+            sign_admission: admission::Admission::new(
+                config.sign_permits.max(1),
+                config.sign_queue,
+                metrics.clone(),
+                "shed_signing",
+            ),
+            health: Arc::default(),
             authority,
             admin_token_hash: sha2::Sha256::digest(admin_token.as_bytes()).into(),
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             limiter: Arc::new(RateLimiter::default()),
         })
     }
@@ -141,7 +213,8 @@ impl AppState {
 /// The router with every route and middleware.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(routes::healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(routes::metrics))
         .route(
             "/.well-known/private-token-issuer-directory",
@@ -187,6 +260,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             "Timed out",
             "the request took too long; retry later",
         )
+        .with_retry_after_s(1)
         .into_response(),
     };
     let elapsed = started.elapsed();
@@ -204,16 +278,104 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves.
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then
+/// lets open connections finish their requests and returns.
+///
+/// At most `max_connections` are open at once: when the cap is reached the
+/// loop stops accepting until a connection closes. Each connection must
+/// send a complete request head within `header_read_timeout`, and is closed
+/// after idling that long between requests. Client addresses reach the
+/// handlers (for rate limits) but never a log line.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let max_connections = state
+        .config
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let header_read_timeout = state.config.header_read_timeout;
+    let metrics = state.metrics.clone();
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                metrics.incr("connection_cap_reached");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        // The semaphore is never closed.
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before it
+                    // was accepted: back off briefly, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(connection(
+            stream,
+            addr,
+            app.clone(),
+            header_read_timeout,
+            stopping.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    // Every open connection holds a slot: all slots back means all closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+    Ok(())
+}
+
+/// Serves one connection until it closes, or until shutdown lets its
+/// request in flight finish.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    app: Router,
+    header_read_timeout: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    use tower::ServiceExt as _;
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        app.clone().oneshot(request.map(axum::body::Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        // A connection error (a reset, a header timeout) only ends it.
+        _ = conn.as_mut() => return,
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }

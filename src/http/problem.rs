@@ -24,6 +24,9 @@ pub struct Problem {
     pub status: u16,
     /// Human explanation; never personal data or internals.
     pub detail: String,
+    /// Seconds after which a retry may succeed, sent as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after_s: Option<u32>,
 }
 
 impl Problem {
@@ -39,7 +42,14 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            retry_after_s: None,
         }
+    }
+
+    /// The same problem with a `Retry-After` of `seconds`.
+    pub fn with_retry_after_s(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     /// 500 with nothing revealed.
@@ -72,6 +82,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

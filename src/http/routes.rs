@@ -119,15 +119,23 @@ fn busy() -> Problem {
     )
 }
 
-/// Runs `work` on the blocking pool while holding a permit of `gate`.
+/// Runs `work` on the blocking pool while holding a permit of `pool`, or
+/// sheds it at once when too many already wait for one.
 async fn blocking<T: Send + 'static>(
-    gate: &std::sync::Arc<tokio::sync::Semaphore>,
+    pool: &super::admission::Argon2Pool,
     work: impl FnOnce() -> Result<T, IssuerError> + Send + 'static,
 ) -> Result<T, Problem> {
-    let permit = gate.clone().acquire_owned().await.map_err(|_| busy())?;
+    let ticket = pool.admission.try_enter()?;
+    let permit = pool
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| busy())?;
     let joined = tokio::task::spawn_blocking(move || {
         let out = work();
         drop(permit);
+        drop(ticket);
         out
     })
     .await;
@@ -166,10 +174,6 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
-}
-
-pub(super) async fn healthz() -> Response {
-    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
@@ -410,15 +414,22 @@ pub(super) async fn token_request(
     })?;
     let authority = state.authority.clone();
     let class = query.class;
+    // Shed at once when the signing queue is full; the ticket leaves with
+    // the job, so a request that timed out still counts until signed.
+    let ticket = state.sign_admission.try_enter()?;
     // A signing thread does the signature only; the commit waits for the
     // disk on the committer thread, so the cores keep signing.
     let signed = state
         .signers
-        .run(move || authority.sign_pass(&owner, &class, &window, &request))
+        .run(move || {
+            let signed = authority.sign_pass(&owner, &class, &window, &request);
+            drop(ticket);
+            signed
+        })
         .await
         .ok_or_else(Problem::internal)??;
     let response = match signed {
-        Signed::Again(response) => response,
+        Signed::Again(replay) => state.authority.commit_replay_queued(replay).await?,
         Signed::New(pass) => state.authority.commit_pass_queued(pass).await?,
     };
     state.metrics.incr("passes_issued");

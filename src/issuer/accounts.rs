@@ -7,8 +7,10 @@
 //! a signature leaves only after the quota charge and the idempotency entry
 //! are committed together in one sled transaction and flushed; a retry of
 //! the same blinded message finds the entry and gets the same signature
-//! without a second charge; a crash before the commit charges nothing and
-//! releases nothing.
+//! without a second charge, but only once that entry is durable too (it may
+//! have been found in memory while the original's flush still runs: a
+//! replay waits for a flush that started after it read the entry); a crash
+//! before the commit charges nothing and releases nothing.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -297,7 +299,7 @@ impl Authority {
         request: &TokenRequest,
     ) -> Result<TokenResponse, IssuerError> {
         match self.sign_pass(owner, class_name, window, request)? {
-            Signed::Again(response) => Ok(response),
+            Signed::Again(replay) => self.commit_replay(replay),
             Signed::New(pass) => self.commit_pass(pass),
         }
     }
@@ -355,7 +357,9 @@ impl Authority {
         );
         let quota_key = self.quota_key(owner, class_name, window)?;
         if let Some(previous) = self.store.state_get(&owner.period, &idem_key)? {
-            return Ok(Signed::Again(stored_response(&previous)?));
+            return Ok(Signed::Again(ReplayedPass {
+                response: stored_response(&previous)?,
+            }));
         }
         let limit = match class.quota {
             Quota::PerIsoWeek(n) => Some(u64::from(n)),
@@ -406,6 +410,28 @@ impl Authority {
         async move { release(response, pending.outcome().await?) }
     }
 
+    /// Releases a replayed answer once the charge it replays is durable:
+    /// the entry was read from memory, and its own flush may not have
+    /// finished (a crash then would forget the charge, not the signature).
+    pub fn commit_replay(&self, replay: ReplayedPass) -> Result<TokenResponse, IssuerError> {
+        self.store.durable()?;
+        Ok(replay.response)
+    }
+
+    /// [`Authority::commit_replay`] through the committer thread's next
+    /// flush, for async callers.
+    pub fn commit_replay_queued(
+        &self,
+        replay: ReplayedPass,
+    ) -> impl std::future::Future<Output = Result<TokenResponse, IssuerError>> + Send + 'static
+    {
+        let flushed = self.store.durable_queued();
+        async move {
+            flushed.done().await?;
+            Ok(replay.response)
+        }
+    }
+
     /// How many passes of `class` the resident has in the ISO week of `window`.
     pub fn quota_used(
         &self,
@@ -440,8 +466,9 @@ impl Authority {
 /// What [`Authority::sign_pass`] produced.
 #[derive(Debug)]
 pub enum Signed {
-    /// The same request was answered before: its recorded answer, free.
-    Again(TokenResponse),
+    /// The same request was answered before: its recorded answer, free,
+    /// released once the recorded charge is durable.
+    Again(ReplayedPass),
     /// A new signature, not yet released.
     New(UncommittedPass),
 }
@@ -458,6 +485,19 @@ pub struct UncommittedPass {
 impl std::fmt::Debug for UncommittedPass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UncommittedPass(<redacted>)")
+    }
+}
+
+/// A recorded answer found for a repeated request, held until the charge it
+/// replays is known to be on disk: only [`Authority::commit_replay`] or
+/// [`Authority::commit_replay_queued`] let it out.
+pub struct ReplayedPass {
+    response: TokenResponse,
+}
+
+impl std::fmt::Debug for ReplayedPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplayedPass(<redacted>)")
     }
 }
 

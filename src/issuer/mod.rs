@@ -24,7 +24,7 @@ use crate::crypto::secret::{DerivedKey, Passphrase, PeriodKey, SecretBytes};
 use crate::crypto::{CryptoError, seal};
 use crate::ids::{PeriodId, ResidentId};
 use crate::protocol::directory::{Directory, PublishedKey};
-use crate::protocol::permit::{ClassConfig, ClassName, Window};
+use crate::protocol::permit::{ClassConfig, ClassName, Window, range};
 use crate::protocol::token::{KeyId, TokenRequest, TokenResponse};
 use crate::store::{Purged, Store, StoreConfig, StoreError};
 use crate::vault::keyring::{DestroyedPeriod, LivePeriod, SigningKeyEntry};
@@ -105,6 +105,9 @@ pub struct AuthorityConfig {
     pub directory_max_age_s: u64,
     /// sled tuning.
     pub store: StoreConfig,
+    /// Start even if the store has lost acknowledged writes (see
+    /// [`Store::open_watched`]); the acceptance is written to the audit log.
+    pub accept_store_loss: bool,
 }
 
 impl Default for AuthorityConfig {
@@ -116,6 +119,7 @@ impl Default for AuthorityConfig {
             key_horizon_days: 7,
             directory_max_age_s: 3600,
             store: StoreConfig::default(),
+            accept_store_loss: false,
         }
     }
 }
@@ -169,6 +173,11 @@ impl DataDir {
     pub fn sled(&self) -> PathBuf {
         self.root.join("sled")
     }
+    /// The store's last acknowledged generation, kept outside the sled
+    /// directory so that a lost or damaged store is noticed at start.
+    pub fn store_generation(&self) -> PathBuf {
+        self.root.join("sled.generation")
+    }
     /// The audit log's entries.
     pub fn audit_log(&self) -> PathBuf {
         self.root.join("audit").join("entries.log")
@@ -206,6 +215,23 @@ impl std::fmt::Debug for Authority {
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+/// A period end from outside: in the future and in the accepted range.
+fn check_ends_at(ends_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), FieldError> {
+    if !range::instant_ok(ends_at) {
+        return Err(FieldError {
+            field: "ends_at",
+            rule: range::DATE_RULE,
+        });
+    }
+    if ends_at <= now {
+        return Err(FieldError {
+            field: "ends_at",
+            rule: "must be in the future",
+        });
+    }
+    Ok(())
 }
 
 fn record_aad(period: &PeriodId, id: &ResidentId) -> Vec<u8> {
@@ -279,10 +305,26 @@ impl Authority {
         config: AuthorityConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IssuerError> {
-        let store = Store::open(&data_dir.sled(), config.store)?;
+        // The vault is open; the audit log comes next, so that a refusal of
+        // either happens before sled is opened (and recovers, and writes).
         let origin = format!("{}/audit", config.issuer_name);
         let signer = LogSigner::new(&origin, vault.ring().log_seed.expose_secret());
         let journal = Journal::open(&data_dir.audit_log(), signer)?;
+        let (store, loss) = Store::open_watched(
+            &data_dir.sled(),
+            &data_dir.store_generation(),
+            config.store,
+            config.accept_store_loss,
+        )?;
+        if let Some(loss) = loss {
+            tracing::warn!(loss = %loss, "starting with a store that lost acknowledged writes, as the operator accepted");
+            journal.append(
+                clock.now(),
+                Event::StoreLossAccepted {
+                    loss: loss.kind().to_owned(),
+                },
+            )?;
+        }
         let key_line = format!("{}\n", journal.verifier_key());
         if std::fs::read_to_string(data_dir.audit_key())
             .ok()
@@ -311,6 +353,19 @@ impl Authority {
     /// completed, and sled data of periods whose key is gone is queued for
     /// purging (in the background: a restart does not wait for it).
     fn recover(&self) -> Result<(), IssuerError> {
+        // Older code accepted any end and grace; such a period must not stop
+        // the service (its deadline is its end, see `LivePeriod::deadline`),
+        // but the operator should know.
+        for p in &self.vault().ring().periods {
+            if !range::instant_ok(p.ends_at) || !range::grace_ok(p.grace_s) {
+                tracing::warn!(
+                    period = %p.id,
+                    deadline = %rfc3339(p.deadline()),
+                    "this period's end or grace is out of the accepted range; \
+                     its key is destroyed at its end, without grace"
+                );
+            }
+        }
         let pending: Vec<PeriodId> = self
             .vault()
             .ring()
@@ -434,10 +489,11 @@ impl Authority {
             .into());
         }
         let now = self.now();
-        if ends_at <= now {
+        check_ends_at(ends_at, now)?;
+        if !range::grace_ok(grace_s) {
             return Err(FieldError {
-                field: "ends_at",
-                rule: "must be in the future",
+                field: "grace_s",
+                rule: range::GRACE_RULE,
             }
             .into());
         }
@@ -488,13 +544,7 @@ impl Authority {
             }
             .into());
         }
-        if ends_at <= now {
-            return Err(FieldError {
-                field: "ends_at",
-                rule: "must be in the future",
-            }
-            .into());
-        }
+        check_ends_at(ends_at, now)?;
         self.vault().update(|ring| {
             if let Some(p) = ring.periods.iter_mut().find(|p| &p.id == id) {
                 p.ends_at = ends_at;
@@ -1131,5 +1181,74 @@ mod tests {
             authority.current_period(),
             Err(IssuerError::NoOpenPeriod)
         ));
+    }
+
+    /// Dates and graces from outside are range checked where they enter
+    /// the core, so none can make the deadline overflow.
+    #[test]
+    fn far_dates_and_graces_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let (authority, clock) = authority(dir.path());
+        let far = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+        let field = |e: IssuerError| match e {
+            IssuerError::Invalid(f) => f.field,
+            other => panic!("{other:?}"),
+        };
+        let err = authority.open_period("p", far, 0).unwrap_err();
+        assert_eq!(field(err), "ends_at");
+        let soon = clock.now() + Duration::days(1);
+        let err = authority.open_period("p", soon, 1 << 63).unwrap_err();
+        assert_eq!(field(err), "grace_s");
+        let id = authority.open_period("p", soon, 3600).unwrap();
+        let err = authority.extend_period(&id, far).unwrap_err();
+        assert_eq!(field(err), "ends_at");
+        // Nothing was changed, and the ring is still usable.
+        assert_eq!(authority.period_info(&id).unwrap().ends_at, soon);
+        assert_eq!(authority.periods().len(), 1);
+    }
+
+    /// A ring written by older code may hold a period whose end plus grace
+    /// does not exist: the issuer still starts, and that period's key dies
+    /// at its end.
+    #[test]
+    fn a_ring_with_an_overflowing_deadline_still_opens_and_destroys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (authority, clock) = authority(dir.path());
+        let ends_at = clock.now() + Duration::days(1);
+        let far = time::macros::datetime!(9999-12-31 00:00 UTC);
+        let (near_id, far_id) = (PeriodId::generate(), PeriodId::generate());
+        authority
+            .vault()
+            .update(|ring| {
+                for (id, ends_at, grace_s) in [(near_id, ends_at, u64::MAX), (far_id, far, 86_400)]
+                {
+                    ring.periods.push(LivePeriod {
+                        id,
+                        name: "old".into(),
+                        opened_at: clock.now(),
+                        ends_at,
+                        grace_s,
+                        key: PeriodKey::generate(),
+                        destroy_pending: false,
+                    });
+                }
+            })
+            .unwrap();
+        assert_eq!(authority.period_info(&near_id).unwrap().deadline, ends_at);
+        assert_eq!(authority.period_info(&far_id).unwrap().deadline, far);
+        drop(authority);
+        let authority = Authority::open(
+            dir.path(),
+            &Passphrase::new("issuer unit tests".into()),
+            AuthorityConfig::default(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        assert_eq!(authority.periods().len(), 2);
+        clock.advance(Duration::days(1));
+        let report = authority.destroy_due(Duration::ZERO).unwrap();
+        assert_eq!(report.destroyed.len(), 1);
+        assert!(authority.period_info(&near_id).is_none());
+        authority.wait_for_purges();
     }
 }

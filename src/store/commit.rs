@@ -24,9 +24,18 @@ const WINDOW: Duration = Duration::from_millis(1);
 
 type Answer = Result<Charge, StoreError>;
 
-struct Job {
-    order: ChargeOrder,
-    reply: oneshot::Sender<Answer>,
+/// What a queued request asks of the committer.
+enum Job {
+    /// Apply a charge, answer after the flush that covers it.
+    Charge {
+        order: ChargeOrder,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// Write nothing; answer after the next flush, which covers every write
+    /// made before the request was queued (a replay's recorded charge).
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// The sending side of the committer thread. The thread ends when this is
@@ -51,8 +60,14 @@ impl Queue {
         let (reply, answer) = oneshot::channel();
         // On a closed channel the job, and with it `reply`, is dropped:
         // the waiter sees `CommitterStopped`.
-        let _ = self.jobs.send(Job { order, reply });
+        let _ = self.jobs.send(Job::Charge { order, reply });
         PendingCharge { answer }
+    }
+
+    pub(super) fn flush(&self) -> PendingFlush {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.jobs.send(Job::Flush { reply });
+        PendingFlush { answer }
     }
 }
 
@@ -72,6 +87,22 @@ impl PendingCharge {
     }
 }
 
+/// A flush requested from the committer; it resolves once every write made
+/// before the request is durable.
+#[derive(Debug)]
+pub struct PendingFlush {
+    answer: oneshot::Receiver<Result<(), StoreError>>,
+}
+
+impl PendingFlush {
+    /// Waits for the flush.
+    pub async fn done(self) -> Result<(), StoreError> {
+        self.answer
+            .await
+            .unwrap_or(Err(StoreError::CommitterStopped))
+    }
+}
+
 fn run(core: &Core, incoming: &mpsc::Receiver<Job>) {
     while let Ok(first) = incoming.recv() {
         let closes = Instant::now() + WINDOW;
@@ -83,20 +114,34 @@ fn run(core: &Core, incoming: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcomes: Vec<Answer> = batch
-            .iter()
-            .map(|job| core.charge_unflushed(&job.order))
+        let applied: Vec<Applied> = batch
+            .into_iter()
+            .map(|job| match job {
+                Job::Charge { order, reply } => {
+                    Applied::Charge(reply, core.charge_unflushed(&order))
+                }
+                Job::Flush { reply } => Applied::Flush(reply),
+            })
             .collect();
         // Every answer waits for the flush, replays too: a replay may have
         // found an entry written earlier in this same batch.
         let flushed = core.durable();
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let answer = match &flushed {
-                Ok(()) => outcome,
-                Err(e) => Err(e.clone()),
-            };
+        for done in applied {
             // The requester may have given up (timeout); nothing to do.
-            let _ = job.reply.send(answer);
+            match done {
+                Applied::Charge(reply, outcome) => {
+                    let _ = reply.send(flushed.clone().and(outcome));
+                }
+                Applied::Flush(reply) => {
+                    let _ = reply.send(flushed.clone());
+                }
+            }
         }
     }
+}
+
+/// A job whose writes are done, waiting for the batch's flush.
+enum Applied {
+    Charge(oneshot::Sender<Answer>, Answer),
+    Flush(oneshot::Sender<Result<(), StoreError>>),
 }

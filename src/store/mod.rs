@@ -6,6 +6,14 @@
 //! sled does not erase removed bytes and its `flush` is not a full fsync on
 //! Linux; so purging a period here is hygiene, never the deletion guarantee
 //! (that is the vault's key destruction).
+//!
+//! sled checks each log message's CRC at open, but treats the first bad or
+//! missing one as the end of its log: a truncated or damaged file opens
+//! without error at an earlier state, silently forgetting acknowledged
+//! writes. So every durable flush also records a generation number, inside
+//! sled and (after the flush) in a small file outside it; at open
+//! ([`Store::open_watched`]) a store whose generation is behind that file,
+//! or a missing store directory, is [`StoreLoss`], refused unless accepted.
 
 mod commit;
 mod purge;
@@ -14,7 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, RwLock};
 
-pub use commit::PendingCharge;
+pub use commit::{PendingCharge, PendingFlush};
 pub use purge::{PurgeDone, Purged};
 
 use crate::ids::{PeriodId, ResidentId};
@@ -38,6 +46,51 @@ pub enum StoreError {
     /// The store was closed while a purge ran; the next start finishes it.
     #[error("storage: the purge was stopped by a shutdown")]
     PurgeInterrupted,
+    /// Acknowledged writes are missing from the store (found at open).
+    #[error("storage: {0}")]
+    Lost(StoreLoss),
+    /// sled reported damage it could not recover from at open.
+    #[error("storage: sled found its files damaged at open ({0})")]
+    Damaged(String),
+}
+
+/// Acknowledged writes the store no longer holds, found at open by
+/// comparing its generation with the one recorded outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreLoss {
+    /// The store directory is gone, though writes were acknowledged from it.
+    #[error(
+        "the store directory is missing, but {acknowledged} flushes were acknowledged from it \
+         (every enrolment, session, quota count and issued-pass record is gone)"
+    )]
+    Missing {
+        /// The last acknowledged generation.
+        acknowledged: u64,
+    },
+    /// sled opened at an earlier state than the last acknowledged flush:
+    /// its files were truncated or damaged, and it dropped what followed.
+    #[error(
+        "the store opened at generation {found}, behind the last acknowledged flush \
+         ({acknowledged}): its files were truncated or damaged and sled dropped \
+         acknowledged writes (enrolments, quota counts, issued-pass records)"
+    )]
+    Behind {
+        /// The last acknowledged generation.
+        acknowledged: u64,
+        /// The generation the store holds.
+        found: u64,
+    },
+}
+
+impl StoreLoss {
+    /// A short name for the audit log.
+    pub fn kind(self) -> &'static str {
+        match self {
+            StoreLoss::Missing { .. } => "missing",
+            StoreLoss::Behind { .. } => "behind",
+        }
+    }
 }
 
 /// The kinds of per-period tree. Each period has one tree of each kind.
@@ -101,11 +154,100 @@ impl Default for StoreConfig {
 /// Group commit: writers take a ticket after their write, then wait until a
 /// flush that started after the ticket has finished. One flush serves every
 /// writer that queued behind it, instead of one flush per request.
+///
+/// Each flush also advances the store's generation: written into sled
+/// before the flush, and into the watermark file after it.
 #[derive(Debug, Default)]
 struct GroupCommit {
-    lock: std::sync::Mutex<()>,
+    lock: std::sync::Mutex<Generation>,
     written: std::sync::atomic::AtomicU64,
     flushed: std::sync::atomic::AtomicU64,
+}
+
+/// The generation of the last durable flush, and where it is recorded
+/// outside sled (absent for stores opened without one).
+#[derive(Debug, Default)]
+struct Generation {
+    flushed: u64,
+    watermark: Option<std::fs::File>,
+}
+
+/// sled default-tree key of the generation (no period, no personal data).
+const GENERATION_KEY: &[u8] = b"blindpass.generation";
+
+fn read_watermark(path: &Path) -> Result<Option<u64>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+            .map(|b| Some(u64::from_be_bytes(b)))
+            .map_err(|_| StoreError::Corrupt("the store's generation file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Sled(e.into())),
+    }
+}
+
+/// Records `generation` in the watermark file. Not fsynced: a watermark
+/// that lags after a power cut only weakens the next check, it never makes
+/// it refuse a store that holds everything acknowledged. One 8-byte write
+/// at offset 0 is never seen half done after a process crash.
+fn write_watermark(file: &std::fs::File, generation: u64) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileExt as _;
+    file.write_all_at(&generation.to_be_bytes(), 0)
+        .map_err(|e| StoreError::Sled(e.into()))
+}
+
+/// The generation a copy of the store at `dir` opens at. The copy is made
+/// next to it (`<dir>.check`, same file system) and removed afterwards.
+fn generation_of_a_copy(dir: &Path) -> Result<u64, StoreError> {
+    let io = |e: std::io::Error| StoreError::Sled(e.into());
+    let mut scratch = dir.as_os_str().to_owned();
+    scratch.push(".check");
+    let scratch = std::path::PathBuf::from(scratch);
+    // A copy left by a crash during an earlier check is stale.
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io)?;
+    }
+    let found = copy_tree(dir, &scratch).map_err(io).and_then(|()| {
+        let db = open_sled(
+            &scratch,
+            StoreConfig {
+                cache_bytes: 16 * 1024 * 1024,
+            },
+        )?;
+        let found = read_count(db.get(GENERATION_KEY)?.as_deref());
+        Ok(found)
+    });
+    // sled closes its files from a background thread; unlinking them
+    // while open is fine on Unix.
+    let removed = std::fs::remove_dir_all(&scratch).map_err(io);
+    let found = found?;
+    removed?;
+    Ok(found)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// See [`Store::dangerous_hold_flushes`].
+#[must_use = "flushes resume when the hold is dropped"]
+pub struct FlushHold<'a> {
+    _guard: std::sync::MutexGuard<'a, Generation>,
+}
+
+impl std::fmt::Debug for FlushHold<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushHold")
+    }
 }
 
 /// One quota charge with its idempotency entry, for [`Store::charge_once`]
@@ -146,45 +288,130 @@ pub struct Store {
     purger: Arc<OnceLock<purge::Purger>>,
 }
 
+fn open_sled(dir: &Path, config: StoreConfig) -> Result<sled::Db, StoreError> {
+    // sled releases its file lock from a background thread after the
+    // last handle drops, so an immediate reopen in the same process (a
+    // restart, a test) can find it still held for a moment: retry
+    // briefly rather than fail.
+    let mut waited_ms = 0;
+    let db = loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_bytes)
+            .open()
+        {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock")
+                    && waited_ms < 5_000 =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                waited_ms += 20;
+            }
+            Err(sled::Error::Corruption { at, bt: _ }) => {
+                return Err(StoreError::Damaged(match at {
+                    Some(at) => format!("at {at:?}"),
+                    None => "no position given".into(),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(db)
+}
+
 fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
     format!("period.{period}.{}", kind.suffix())
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, without a generation
+    /// check (scratch stores, benchmarks).
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        // sled releases its file lock from a background thread after the
-        // last handle drops, so an immediate reopen in the same process (a
-        // restart, a test) can find it still held for a moment: retry
-        // briefly rather than fail.
-        let mut waited_ms = 0;
-        let db = loop {
-            match sled::Config::new()
-                .path(dir)
-                .cache_capacity(config.cache_bytes)
-                .open()
-            {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::Other
-                        && e.to_string().contains("could not acquire lock")
-                        && waited_ms < 5_000 =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    waited_ms += 20;
-                }
-                Err(e) => return Err(e.into()),
+        let db = open_sled(dir, config)?;
+        Ok(Self::with_generation(db, Generation::default()))
+    }
+
+    /// Opens the database in `dir` and checks it against the generation
+    /// recorded in `watermark` by earlier runs: a missing directory, or a
+    /// store behind the watermark, is [`StoreError::Lost`] unless
+    /// `accept_loss`, in which case the loss is returned and the watermark
+    /// starts again from what the store holds. A missing directory is
+    /// refused before anything is created.
+    ///
+    /// The check opens a scratch copy of the store first (sled's recovery
+    /// rewrites a damaged store as it opens it), so a refusal changes no
+    /// file; the price is one copy of the store per start.
+    ///
+    /// What this cannot see: a loss when the watermark file is gone too (or
+    /// never written, by older versions), and a store copied back from an
+    /// older backup together with its watermark.
+    pub fn open_watched(
+        dir: &Path,
+        watermark: &Path,
+        config: StoreConfig,
+        accept_loss: bool,
+    ) -> Result<(Self, Option<StoreLoss>), StoreError> {
+        let acknowledged = read_watermark(watermark)?;
+        let mut loss = None;
+        if let Some(acknowledged) = acknowledged.filter(|_| !dir.exists()) {
+            loss = Some(StoreLoss::Missing { acknowledged });
+            if !accept_loss {
+                return Err(StoreError::Lost(StoreLoss::Missing { acknowledged }));
             }
+        }
+        // sled's recovery rewrites a damaged store's files as it opens them,
+        // so the check reads a scratch copy first: a refusal then leaves
+        // the store as it found it, for a restore or a closer look.
+        if let Some(acknowledged) = acknowledged.filter(|_| loss.is_none() && !accept_loss) {
+            let found = generation_of_a_copy(dir)?;
+            if found < acknowledged {
+                return Err(StoreError::Lost(StoreLoss::Behind {
+                    acknowledged,
+                    found,
+                }));
+            }
+        }
+        let db = open_sled(dir, config)?;
+        let found = read_count(db.get(GENERATION_KEY)?.as_deref());
+        if let Some(acknowledged) = acknowledged.filter(|a| found < *a && loss.is_none()) {
+            let behind = StoreLoss::Behind {
+                acknowledged,
+                found,
+            };
+            if !accept_loss {
+                return Err(StoreError::Lost(behind));
+            }
+            loss = Some(behind);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(watermark)
+            .map_err(|e| StoreError::Sled(e.into()))?;
+        write_watermark(&file, found)?;
+        let generation = Generation {
+            flushed: found,
+            watermark: Some(file),
         };
-        Ok(Self {
+        Ok((Self::with_generation(db, generation), loss))
+    }
+
+    fn with_generation(db: sled::Db, generation: Generation) -> Self {
+        Self {
             core: Core {
                 db,
-                commit: Arc::default(),
+                commit: Arc::new(GroupCommit {
+                    lock: std::sync::Mutex::new(generation),
+                    ..GroupCommit::default()
+                }),
                 trees: Arc::default(),
             },
             committer: Arc::default(),
             purger: Arc::default(),
-        })
+        }
     }
 
     fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
@@ -341,6 +568,30 @@ impl Store {
             .submit(order)
     }
 
+    /// [`Store::durable`] through the committer thread, for async callers:
+    /// resolves once every write made before the call is flushed (with the
+    /// next batch's flush), holding no thread while it waits.
+    pub fn durable_queued(&self) -> PendingFlush {
+        self.committer
+            .get_or_init(|| commit::Queue::start(self.core.clone()))
+            .flush()
+    }
+
+    /// Fault injection for tests: while the returned guard lives, no flush
+    /// can start or finish, so every write stays undurable and every caller
+    /// of [`Store::durable`] (and the committer) waits. It models a disk
+    /// that stalls; dropping the guard lets the flushes run.
+    pub fn dangerous_hold_flushes(&self) -> FlushHold<'_> {
+        FlushHold {
+            _guard: self
+                .core
+                .commit
+                .lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
     /// Queues the removal of every entry of a period, then of its trees,
     /// on the purge thread (idle scheduling priority, entries removed one
     /// by one so memory stays bounded; see [`purge`]). `done` is called on
@@ -410,6 +661,20 @@ impl Store {
 
     /// Writes buffered changes to the files (sled's flush; see module docs).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.core.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes and flushes one small fixed record (no personal data), for
+    /// the health endpoints: it fails while sled cannot write. sled keeps
+    /// an I/O error (a full disk, say) and returns it from every later
+    /// write until the database is reopened, so a failure here means the
+    /// process needs a restart.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.core.db.insert(b"health.probe", &stamp.to_be_bytes())?;
         self.core.db.flush()?;
         Ok(())
     }
@@ -510,14 +775,20 @@ impl Core {
         if self.commit.flushed.load(SeqCst) >= ticket {
             return Ok(());
         }
-        let _guard = self.commit.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut generation = self.commit.lock.lock().unwrap_or_else(|e| e.into_inner());
         if self.commit.flushed.load(SeqCst) >= ticket {
             return Ok(());
         }
         // Every ticket up to `target` was taken after its write completed,
         // so this flush covers all of them.
         let target = self.commit.written.load(SeqCst);
+        let next = generation.flushed + 1;
+        self.db.insert(GENERATION_KEY, &next.to_be_bytes())?;
         self.db.flush()?;
+        generation.flushed = next;
+        if let Some(file) = &generation.watermark {
+            write_watermark(file, next)?;
+        }
         self.commit.flushed.fetch_max(target, SeqCst);
         Ok(())
     }

@@ -6,8 +6,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime, PrimitiveDateTime};
-use zeroize::{Zeroize, Zeroizing};
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
 
 use super::VaultError;
 use crate::crypto::blind::IssuerSigningKey;
@@ -35,14 +35,16 @@ pub struct LivePeriod {
 }
 
 impl LivePeriod {
-    /// The destruction deadline: end plus grace, or the last instant `time`
-    /// can represent when that lies beyond it (an `ends_at` in 9999 from an
-    /// admin request), where a plain addition would panic.
+    /// The destruction deadline: end plus grace. New periods are range
+    /// checked so the sum always exists; a ring written before that check
+    /// may hold one whose sum does not, and its deadline is then its end:
+    /// the key dies no later than meant (the safe side), and nothing
+    /// panics or saturates.
     pub fn deadline(&self) -> OffsetDateTime {
-        let grace = Duration::seconds(i64::try_from(self.grace_s).unwrap_or(i64::MAX));
-        self.ends_at
-            .checked_add(grace)
-            .unwrap_or(PrimitiveDateTime::MAX.assume_utc())
+        i64::try_from(self.grace_s)
+            .ok()
+            .and_then(|s| self.ends_at.checked_add(Duration::seconds(s)))
+            .unwrap_or(self.ends_at)
     }
 }
 
@@ -120,13 +122,13 @@ impl KeyRing {
                     opened_at: p.opened_at,
                     ends_at: p.ends_at,
                     grace_s: p.grace_s,
-                    key: Zeroizing::new(hex::encode(p.key.expose_secret())),
+                    key: hex_secret(p.key.expose_secret()),
                     destroy_pending: p.destroy_pending,
                 })
                 .collect(),
             destroyed: self.destroyed.clone(),
             signing_keys: Vec::with_capacity(self.signing_keys.len()),
-            log_seed: Zeroizing::new(hex::encode(self.log_seed.expose_secret())),
+            log_seed: hex_secret(self.log_seed.expose_secret()),
         };
         for k in &self.signing_keys {
             let der = k
@@ -139,12 +141,19 @@ impl KeyRing {
                 der: Zeroizing::new(STANDARD.encode(der.expose_secret())),
             });
         }
-        let bytes = serde_json::to_vec(&file).map_err(|_| VaultError::Corrupt("key ring"))?;
-        Ok(SecretBytes::new(bytes))
+        // Measured first, then written into a buffer of exactly that size:
+        // a growing buffer would leave copies of the keys in every block it
+        // outgrew, freed without being wiped.
+        let mut size = ByteCount(0);
+        serde_json::to_writer(&mut size, &file).map_err(|_| VaultError::Corrupt("key ring"))?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(size.0));
+        serde_json::to_writer(&mut *bytes, &file).map_err(|_| VaultError::Corrupt("key ring"))?;
+        Ok(SecretBytes::from(bytes))
     }
 
-    /// Parses what [`KeyRing::to_bytes`] wrote.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, VaultError> {
+    /// Parses what [`KeyRing::to_bytes`] wrote (the decrypted ring file);
+    /// anything else is [`VaultError::Corrupt`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, VaultError> {
         let file: RingFile =
             serde_json::from_slice(bytes).map_err(|_| VaultError::Corrupt("key ring"))?;
         if file.format != RING_FORMAT {
@@ -158,7 +167,7 @@ impl KeyRing {
                 opened_at: p.opened_at,
                 ends_at: p.ends_at,
                 grace_s: p.grace_s,
-                key: PeriodKey::from_bytes(hex_32(&p.key)?),
+                key: hex_key(&p.key, PeriodKey::from_slice)?,
                 destroy_pending: p.destroy_pending,
             });
         }
@@ -180,7 +189,7 @@ impl KeyRing {
             periods,
             destroyed: file.destroyed.clone(),
             signing_keys,
-            log_seed: LogSigningSeed::from_bytes(hex_32(&file.log_seed)?),
+            log_seed: hex_key(&file.log_seed, LogSigningSeed::from_slice)?,
         })
     }
 }
@@ -191,14 +200,37 @@ impl Default for KeyRing {
     }
 }
 
-fn hex_32(text: &str) -> Result<[u8; 32], VaultError> {
-    let mut bytes = Zeroizing::new(hex::decode(text).map_err(|_| VaultError::Corrupt("key"))?);
-    let out: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| VaultError::Corrupt("key length"))?;
-    bytes.zeroize();
-    Ok(out)
+/// Lower-case hex of secret bytes, written into a string of exactly the
+/// right size (no growth, so no stray copies) that is wiped on drop.
+fn hex_secret(bytes: &[u8]) -> Zeroizing<String> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Zeroizing::new(String::with_capacity(bytes.len() * 2));
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// An `io::Write` that only counts what it is given.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decodes a hex key into its own cell; the decoded bytes pass only
+/// through a buffer wiped on drop.
+fn hex_key<K>(text: &str, wrap: impl FnOnce(&[u8]) -> Option<K>) -> Result<K, VaultError> {
+    let bytes = Zeroizing::new(hex::decode(text).map_err(|_| VaultError::Corrupt("key"))?);
+    wrap(&bytes).ok_or(VaultError::Corrupt("key length"))
 }
 
 const RING_FORMAT: &str = "blindpass-keyring-v1";

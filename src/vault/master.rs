@@ -29,8 +29,9 @@ pub trait MasterKeyProvider: Send + Sync {
 
 const SLOT_FORMAT: &str = "blindpass-master-slot-v1";
 
+/// The master slot file as stored: the wrapped key and how to unwrap it.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct SlotFile {
+pub struct SlotFile {
     format: String,
     argon2: Argon2Params,
     salt: String,
@@ -130,25 +131,30 @@ impl PassphraseSlot {
     }
 }
 
-fn read_slot(path: &Path) -> Result<SlotFile, VaultError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(VaultError::NotInitialised);
+impl SlotFile {
+    /// Parses a master slot file's bytes; anything that is not a slot of
+    /// this format is [`VaultError::Corrupt`]. Nothing is unwrapped.
+    pub fn decode(bytes: &[u8]) -> Result<Self, VaultError> {
+        let file: SlotFile =
+            serde_json::from_slice(bytes).map_err(|_| VaultError::Corrupt("master slot"))?;
+        if file.format != SLOT_FORMAT {
+            return Err(VaultError::Corrupt("master slot format"));
         }
-        Err(e) => return Err(e.into()),
-    };
-    decode_slot(&bytes)
+        Ok(file)
+    }
+
+    /// The master key version the slot holds.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
 }
 
-/// Parses a slot file's bytes and checks its format tag.
-pub(crate) fn decode_slot(bytes: &[u8]) -> Result<SlotFile, VaultError> {
-    let file: SlotFile =
-        serde_json::from_slice(bytes).map_err(|_| VaultError::Corrupt("master slot"))?;
-    if file.format != SLOT_FORMAT {
-        return Err(VaultError::Corrupt("master slot format"));
+fn read_slot(path: &Path) -> Result<SlotFile, VaultError> {
+    match fs::read(path) {
+        Ok(bytes) => SlotFile::decode(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VaultError::NotInitialised),
+        Err(e) => Err(e.into()),
     }
-    Ok(file)
 }
 
 impl MasterKeyProvider for PassphraseSlot {
@@ -157,11 +163,9 @@ impl MasterKeyProvider for PassphraseSlot {
         let wrapped = hex::decode(&file.wrapped).map_err(|_| VaultError::Corrupt("master slot"))?;
         let plain = seal::open(self.kek.expose_secret(), &slot_aad(file.version), &wrapped)
             .map_err(|_| VaultError::WrongPassphrase)?;
-        let bytes: [u8; 32] = plain
-            .expose_secret()
-            .try_into()
-            .map_err(|_| VaultError::Corrupt("master key length"))?;
-        Ok((file.version, MasterKey::from_bytes(bytes)))
+        let key = MasterKey::from_slice(plain.expose_secret())
+            .ok_or(VaultError::Corrupt("master key length"))?;
+        Ok((file.version, key))
     }
 
     fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {

@@ -81,6 +81,14 @@ pub enum VerifierError {
     /// The image holds no QR code that could be decoded.
     #[error("no readable QR code in {}", .0.display())]
     NoQrCode(PathBuf),
+    /// The image is over the scan's bounds (bytes, pixels or time).
+    #[error("cannot scan image {}: {detail}", path.display())]
+    ImageTooLarge {
+        /// The image file.
+        path: PathBuf,
+        /// Which bound, with the image's figure and the limit.
+        detail: String,
+    },
 }
 
 /// A pass that passed every check. Only [`DirectoryCache::check`] can make
