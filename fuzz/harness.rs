@@ -7,11 +7,11 @@
 
 #![allow(dead_code)]
 
-use blindpass::audit::Entry;
 use blindpass::audit::tlog::{
     LogSigner, TILE_WIDTH, decode_bundle, encode_bundle, index_path, parse_index_path,
     verify_checkpoint,
 };
+use blindpass::audit::{Entry, scan_records};
 use blindpass::auditor::log::verify_log;
 use blindpass::fuzzing;
 use blindpass::protocol::base45 as codec;
@@ -164,10 +164,22 @@ pub fn note_tiles(data: &[u8]) {
     }
 }
 
-/// The audit journal's records: an entry as stored in the log. (The file
-/// scan in `Journal::open` reads from disk and has no bytes-only entry
-/// point yet; this target is where it goes.)
+/// The audit journal: the scan `Journal::open` runs over the log file's
+/// bytes (`scan_records`), and one entry as stored in the log.
 pub fn journal(data: &[u8]) {
+    if let Ok(scanned) = scan_records(data) {
+        // The intact part is exactly the records, re-framed, each its
+        // entry with the right index; only zeros or a torn record follow.
+        assert!(scanned.intact_len <= data.len(), "intact length in bounds");
+        let mut framed = Vec::new();
+        for (seq, record) in scanned.records.iter().enumerate() {
+            let entry = Entry::from_bytes(record).expect("a scanned record is an entry");
+            assert_eq!(entry.seq, seq as u64, "a scanned record's index");
+            framed.extend_from_slice(&(record.len() as u32).to_be_bytes());
+            framed.extend_from_slice(record);
+        }
+        assert_eq!(framed, &data[..scanned.intact_len], "records re-frame");
+    }
     if let Ok(entry) = Entry::from_bytes(data) {
         let json = serde_json::to_vec(&entry).expect("a decoded entry serialises");
         let again = Entry::from_bytes(&json).expect("and parses again");

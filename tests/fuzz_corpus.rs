@@ -247,10 +247,15 @@ mod seeds {
             write("note_tiles", path.as_bytes());
         }
 
-        // journal: every entry above.
+        // journal: every entry above, and the log file they make.
+        let mut log = Vec::new();
         for e in &entries {
             write("journal", e);
+            log.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            log.extend_from_slice(e);
         }
+        write("journal", &log);
+        write("journal", &log[..log.len() - 5]);
 
         // keyring: a ring with a live period, a tombstone and a signing key.
         let mut ring = KeyRing::new();
