@@ -1,7 +1,8 @@
 //! Entry points for the fuzz targets under `fuzz/` and their corpus replay
-//! in `tests/fuzz_corpus.rs`: the decoders of outside bytes that are not
-//! public API, reachable here without widening the API itself. Nothing in
-//! the crate calls these; they only forward to the real decoders.
+//! in `tests/fuzz_corpus.rs`: decoders of outside bytes that are not public
+//! API (the HTTP request bodies, the key ring encoder) reachable here
+//! without widening the API itself, and the vault's decoders beside them.
+//! Nothing in the crate calls these; they only forward to the real code.
 
 use crate::vault::VaultError;
 use crate::vault::keyring::KeyRing;
