@@ -28,6 +28,8 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ids;
 pub mod issuer;

@@ -121,6 +121,16 @@ pub fn parse_index_path(path: &str) -> Result<(u64, u64), TlogError> {
             .and_then(|n| n.checked_add(value))
             .ok_or_else(bad)?;
     }
+    // One tile, one path: refuse the non-canonical spellings the loops
+    // above let through (`x000/234`, `005.p/+17`, `005.p/017`).
+    let canonical = if width == TILE_WIDTH {
+        index_path(n)
+    } else {
+        format!("{}.p/{width}", index_path(n))
+    };
+    if canonical != path {
+        return Err(bad());
+    }
     Ok((n, width))
 }
 
@@ -239,6 +249,11 @@ mod tests {
         assert!(parse_index_path("5").is_err());
         assert!(parse_index_path("005.p/256").is_err());
         assert!(parse_index_path("001/234").is_err());
+        // One spelling per tile: no leading `x000`, no sign or zero padding
+        // on the width.
+        assert!(parse_index_path("x000/234").is_err());
+        assert!(parse_index_path("005.p/+17").is_err());
+        assert!(parse_index_path("005.p/017").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod admission;
 mod health;
 pub mod metrics;
 pub mod problem;
-mod routes;
+pub(crate) mod routes;
 mod signers;
 
 use std::collections::HashMap;

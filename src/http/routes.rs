@@ -259,7 +259,7 @@ pub(super) async fn directory(State(state): State<AppState>, headers: HeaderMap)
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct EnrolBody {
+pub(crate) struct EnrolBody {
     full_name: String,
     date_of_birth: String,
     document_number: String,
@@ -320,7 +320,7 @@ pub(super) async fn enrol(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct LoginBody {
+pub(crate) struct LoginBody {
     document_number: String,
     password: String,
 }
@@ -454,7 +454,7 @@ pub(super) async fn admin_list(State(state): State<AppState>, headers: HeaderMap
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct OpenBody {
+pub(crate) struct OpenBody {
     name: String,
     #[serde(with = "time::serde::rfc3339")]
     ends_at: OffsetDateTime,
@@ -484,7 +484,7 @@ pub(super) async fn admin_open(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ExtendBody {
+pub(crate) struct ExtendBody {
     #[serde(with = "time::serde::rfc3339")]
     ends_at: OffsetDateTime,
 }

@@ -109,6 +109,11 @@ impl TokenChallenge {
         let mut r = Reader::new(bytes);
         let token_type = r.u16()?;
         let issuer_len = r.u16()? as usize;
+        // `opaque issuer_name<1..2^16-1>`: an empty name is malformed, and
+        // `encode` refuses one, so accepting it would break the round trip.
+        if issuer_len == 0 {
+            return Err(ProtocolError::Malformed("issuer name length"));
+        }
         let issuer = r.take(issuer_len)?;
         let ctx_len = r.u8()? as usize;
         if !(ctx_len == 0 || ctx_len == 32) {
