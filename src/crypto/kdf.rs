@@ -31,6 +31,23 @@ impl Argon2Params {
         p_cost: 1,
     };
 
+    /// The most a stored file may ask for: 4 GiB of memory, 64 passes, 16
+    /// lanes. Far above any sane setting, but finite: the parameters are read
+    /// from the master slot, and a damaged slot must be a clear refusal, not
+    /// an attempt to allocate terabytes or to hash for hours.
+    pub const MAX: Self = Self {
+        m_cost_kib: 4 * 1024 * 1024,
+        t_cost: 64,
+        p_cost: 16,
+    };
+
+    /// Whether every cost is at most [`Self::MAX`].
+    pub fn within_max(&self) -> bool {
+        self.m_cost_kib <= Self::MAX.m_cost_kib
+            && self.t_cost <= Self::MAX.t_cost
+            && self.p_cost <= Self::MAX.p_cost
+    }
+
     /// Cheap parameters for tests only; never use for real passphrases.
     pub const INSECURE_FAST_FOR_TESTS: Self = Self {
         m_cost_kib: 64,

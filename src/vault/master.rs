@@ -140,6 +140,9 @@ impl SlotFile {
         if file.format != SLOT_FORMAT {
             return Err(VaultError::Corrupt("master slot format"));
         }
+        if !file.argon2.within_max() {
+            return Err(VaultError::Corrupt("master slot Argon2 parameters"));
+        }
         Ok(file)
     }
 
@@ -193,6 +196,33 @@ mod tests {
         let (v2, loaded) = reopened.load().unwrap();
         assert_eq!((v2, &loaded), (2, &m2));
         assert_ne!(loaded, m1);
+    }
+
+    #[test]
+    fn absurd_argon2_costs_in_a_slot_are_corruption_not_an_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.slot");
+        let pass = Passphrase::new("right".into());
+        PassphraseSlot::create(&path, &pass, FAST).unwrap();
+        let sane: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        for (field, value) in [
+            ("m_cost_kib", u64::from(u32::MAX)),
+            ("t_cost", 1_000_000),
+            ("p_cost", 1000),
+        ] {
+            let mut damaged = sane.clone();
+            damaged["argon2"][field] = value.into();
+            let bytes = serde_json::to_vec(&damaged).unwrap();
+            assert!(
+                matches!(SlotFile::decode(&bytes), Err(VaultError::Corrupt(_))),
+                "{field} = {value} was accepted"
+            );
+            fs::write(&path, &bytes).unwrap();
+            assert!(matches!(
+                PassphraseSlot::open(&path, &pass),
+                Err(VaultError::Corrupt(_))
+            ));
+        }
     }
 
     #[test]
