@@ -178,7 +178,7 @@ fn every_documented_error_is_problem_json_and_the_server_keeps_serving() {
     assert_eq!(status, 401);
 
     let (status, _) = server.post_token_request(&session, "personal", "2026-12-02", b"short");
-    assert_eq!(status, 400);
+    assert_eq!(status, 422);
     let (status, _) =
         server.post_token_request("not-a-session", "personal", "2026-12-02", &[0; 259]);
     assert_eq!(status, 401);

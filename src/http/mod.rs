@@ -235,6 +235,10 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/key", get(routes::audit_key))
         .route("/audit/tile/{*path}", get(routes::audit_tile))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        // axum's own rejections (path, method, body limit) answer in text;
+        // every error leaves as problem+json.
+        .layer(middleware::map_response(problem::ensure_problem))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         // The body limit is enforced in the body readers (to answer with a
         // problem document); this only stops axum buffering more than that.

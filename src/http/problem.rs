@@ -157,7 +157,7 @@ impl From<IssuerError> for Problem {
                 "no more passes of this class this ISO week",
             ),
             IssuerError::BadTokenRequest => Problem::new(
-                S::BAD_REQUEST,
+                S::UNPROCESSABLE_ENTITY,
                 "bad-token-request",
                 "Bad token request",
                 "the token request does not match the key for this class and window",
@@ -169,4 +169,57 @@ impl From<IssuerError> for Problem {
             }
         }
     }
+}
+
+/// The problem for an error answered before a handler ran or without one:
+/// axum's own rejections (path, method, body limit) and anything else that
+/// left without a problem document. Keyed by status only, so no detail can
+/// carry the request's bytes.
+pub fn for_status(status: StatusCode) -> Problem {
+    use StatusCode as S;
+    let (name, title, detail) = match status {
+        S::BAD_REQUEST => ("bad-request", "Bad request", "the request is malformed"),
+        S::NOT_FOUND => ("not-found", "Not found", "no such resource"),
+        S::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "Method not allowed",
+            "this endpoint does not accept that method; see docs/api.md",
+        ),
+        S::PAYLOAD_TOO_LARGE => (
+            "body-too-large",
+            "Body too large",
+            "the request body exceeds the limit",
+        ),
+        S::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the content type docs/api.md names for this endpoint",
+        ),
+        S::UNPROCESSABLE_ENTITY => ("invalid-input", "Invalid input", "the request is invalid"),
+        s if s.is_server_error() => return Problem::internal(),
+        _ => ("bad-request", "Bad request", "the request cannot be served"),
+    };
+    Problem::new(status, name, title, detail)
+}
+
+/// Replaces the body of an error response that is not already a problem
+/// document with the problem for its status; keeps its other headers
+/// (`Allow` on 405, `Retry-After`).
+pub async fn ensure_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let replacement = for_status(status).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    Response::from_parts(parts, replacement.into_body())
 }

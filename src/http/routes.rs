@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -193,6 +194,10 @@ pub(super) async fn not_found() -> Problem {
     )
 }
 
+pub(super) async fn method_not_allowed() -> Problem {
+    super::problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
 fn with_cache(
     state: &AppState,
     headers: &HeaderMap,
@@ -379,41 +384,73 @@ pub(super) async fn erase(State(state): State<AppState>, headers: HeaderMap) -> 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Optional `class` and `window`: the key named by the request decides
+/// both; when a client sends them they must agree with that key.
 #[derive(Deserialize)]
 pub(super) struct IssueQuery {
-    class: String,
-    window: String,
+    class: Option<String>,
+    window: Option<String>,
+}
+
+/// 422 for a `TokenRequest` the issuer cannot process (RFC 9578 §6.2).
+/// The detail is fixed: it never echoes the request's bytes.
+fn unprocessable_token_request() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad-token-request",
+        "Bad token request",
+        "send a blind RSA TokenRequest (type 0x0002) for a key in the issuer directory",
+    )
 }
 
 pub(super) async fn token_request(
     State(state): State<AppState>,
-    Query(query): Query<IssueQuery>,
+    query: Result<Query<IssueQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
+    let Query(query) = query.map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-query",
+            "Malformed query",
+            "the query may hold class and window, each at most once",
+        )
+    })?;
     if !content_type_is(&headers, TOKEN_REQUEST_TYPE) {
         return Err(unsupported_media_type(TOKEN_REQUEST_TYPE));
     }
     let owner = session(&state, &headers).await?;
-    let window = Window::parse(&query.window).map_err(|_| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-input",
-            "Invalid input",
-            "window: must be YYYY-MM-DD or YYYY-Www",
-        )
-    })?;
+    let asked_window = match &query.window {
+        Some(text) => Some(Window::parse(text).map_err(|_| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "Invalid input",
+                "window: must be YYYY-MM-DD or YYYY-Www",
+            )
+        })?),
+        None => None,
+    };
     let bytes = read_body(&state, body).await?;
-    let request = TokenRequest::decode(&bytes).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-token-request",
-            "Bad token request",
-            e.to_string(),
-        )
-    })?;
+    let request = TokenRequest::decode(&bytes).map_err(|_| unprocessable_token_request())?;
+    // The truncated key id names the key, and the key its class and window.
+    let (class, window) = state
+        .authority
+        .key_for_truncated_id(request.truncated_token_key_id)
+        .ok_or_else(unprocessable_token_request)?;
+    let disagrees = query.class.as_deref().is_some_and(|c| c != class.as_str())
+        || asked_window.is_some_and(|w| w != window);
+    if disagrees {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key-mismatch",
+            "Key does not match",
+            "the token request's key is not the key of the class and window asked for",
+        ));
+    }
+    let class = class.to_string();
     let authority = state.authority.clone();
-    let class = query.class;
     // Shed at once when the signing queue is full; the ticket leaves with
     // the job, so a request that timed out still counts until signed.
     let ticket = state.sign_admission.try_enter()?;

@@ -76,6 +76,10 @@ pub enum IssuerError {
     /// The session has expired.
     #[error("session expired")]
     SessionExpired,
+    /// No key could be generated whose truncated key id differs from every
+    /// kept key's: far more keys are configured than 256 ids can tell apart.
+    #[error("no free truncated key id; fewer classes or a shorter key horizon are needed")]
+    TruncatedIdsExhausted,
     /// A cryptographic check failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -859,24 +863,33 @@ impl Authority {
             return Ok(0);
         }
         // Key generation is slow; do it before taking the vault lock.
+        // A token request names its key by the last byte of the key id
+        // only (RFC 9578 §6.5), so a key whose truncated id is already
+        // taken by a published or retained key is generated again.
+        let mut taken: Vec<u8> = self
+            .vault()
+            .ring()
+            .signing_keys
+            .iter()
+            .map(|k| k.key.public().key_id().truncated())
+            .collect();
         let mut fresh = Vec::with_capacity(missing.len());
         for (class, window) in missing {
-            fresh.push(SigningKeyEntry {
-                class,
-                window,
-                key: IssuerSigningKey::generate()?,
-            });
+            let key = unique_truncated_key(&taken)?;
+            taken.push(key.public().key_id().truncated());
+            fresh.push(SigningKeyEntry { class, window, key });
         }
         // Re-check under the lock: a concurrent caller may have added a key
         // for the same (class, window) meanwhile, and two published keys
-        // for one window would split its anonymity set.
+        // for one window would split its anonymity set; or a key with the
+        // same truncated id, which the next call replaces.
         let mut vault = self.vault();
         fresh.retain(|k| {
-            !vault
-                .ring()
-                .signing_keys
-                .iter()
-                .any(|have| have.class == k.class && have.window == k.window)
+            let truncated = k.key.public().key_id().truncated();
+            !vault.ring().signing_keys.iter().any(|have| {
+                (have.class == k.class && have.window == k.window)
+                    || have.key.public().key_id().truncated() == truncated
+            })
         });
         let published: Vec<Event> = fresh
             .iter()
@@ -945,6 +958,18 @@ impl Authority {
             .ok_or(IssuerError::NoSigningKey)
     }
 
+    /// The `(class, window)` of the signing key whose truncated key id is
+    /// `truncated` (the byte a `TokenRequest` names its key by); `None`
+    /// when no key has it. Truncated ids are unique among kept keys.
+    pub fn key_for_truncated_id(&self, truncated: u8) -> Option<(ClassName, Window)> {
+        self.vault()
+            .ring()
+            .signing_keys
+            .iter()
+            .find(|k| k.key.public().key_id().truncated() == truncated)
+            .map(|k| (k.class.clone(), k.window))
+    }
+
     /// Blind-signs a token request under the key of `(class, window)`.
     /// Eligibility and quota are the caller's business (the service).
     pub fn blind_sign(
@@ -979,6 +1004,21 @@ impl Authority {
     pub fn public_key(&self, class: &str, window: &Window) -> Result<IssuerPublicKey, IssuerError> {
         Ok(self.signing_key(class, window)?.public().clone())
     }
+}
+
+/// Tries to generate a signing key with a truncated key id outside `taken`.
+/// Each attempt fails with probability `taken.len() / 256`; with the 18
+/// keys a default configuration keeps, 64 attempts all failing is below
+/// 10^-70. Past that the key space is full, which is a configuration
+/// error, not bad luck.
+pub(crate) fn unique_truncated_key(taken: &[u8]) -> Result<IssuerSigningKey, IssuerError> {
+    for _ in 0..64 {
+        let key = IssuerSigningKey::generate()?;
+        if !taken.contains(&key.public().key_id().truncated()) {
+            return Ok(key);
+        }
+    }
+    Err(IssuerError::TruncatedIdsExhausted)
 }
 
 /// Every period the admin API reports: live ones and tombstones.
