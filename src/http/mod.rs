@@ -225,6 +225,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/residents/me", delete(routes::erase))
         .route("/v1/sessions", post(routes::login).delete(routes::logout))
         .route("/token-request", post(routes::token_request))
+        .route("/v1/challenge", get(routes::challenge))
         .route(
             "/v1/admin/periods",
             get(routes::admin_list).post(routes::admin_open),

@@ -21,7 +21,7 @@ use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
 use crate::issuer::{IssuerError, PeriodList};
 use crate::protocol::permit::Window;
-use crate::protocol::token::TokenRequest;
+use crate::protocol::token::{TokenChallenge, TokenRequest};
 
 type Answer = Result<Response, Problem>;
 
@@ -476,6 +476,71 @@ pub(super) async fn token_request(
         response.encode(),
     )
         .into_response())
+}
+
+/// The `class` and `window` a challenge is asked for.
+#[derive(Deserialize)]
+pub(super) struct ChallengeQuery {
+    class: String,
+    window: String,
+}
+
+/// The RFC 9577 challenge for a pass of `(class, window)`: 401 with
+/// `WWW-Authenticate: PrivateToken challenge="…", token-key="…"`, both
+/// base64url. A client that knows only RFC 9577/9578 learns from it which
+/// key to blind for, then posts to the directory's `issuer-request-uri`.
+pub(super) async fn challenge(
+    State(state): State<AppState>,
+    query: Result<Query<ChallengeQuery>, QueryRejection>,
+) -> Answer {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE;
+    let Query(query) = query.map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-query",
+            "Malformed query",
+            "send class and window, each once",
+        )
+    })?;
+    let window = Window::parse(&query.window).map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "Invalid input",
+            "window: must be YYYY-MM-DD or YYYY-Www",
+        )
+    })?;
+    let key = state
+        .authority
+        .public_key(&query.class, &window)
+        .map_err(|e| match e {
+            IssuerError::NoSigningKey => IssuerError::WindowOutOfRange,
+            other => other,
+        })?;
+    let challenge = TokenChallenge::permit(&state.authority.directory().issuer_name)
+        .encode()
+        .map_err(|_| Problem::internal())?;
+    let value = format!(
+        "PrivateToken challenge=\"{}\", token-key=\"{}\"",
+        URL_SAFE.encode(challenge),
+        URL_SAFE.encode(key.spki()),
+    );
+    let mut response = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "token-required",
+        "Token required",
+        "answer the PrivateToken challenge in WWW-Authenticate",
+    )
+    .into_response();
+    let value = HeaderValue::from_str(&value).map_err(|_| Problem::internal())?;
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, value);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 pub(super) async fn admin_list(State(state): State<AppState>, headers: HeaderMap) -> Answer {

@@ -1012,8 +1012,16 @@ impl Authority {
 /// 10^-70. Past that the key space is full, which is a configuration
 /// error, not bad luck.
 pub(crate) fn unique_truncated_key(taken: &[u8]) -> Result<IssuerSigningKey, IssuerError> {
+    unique_truncated_key_from(taken, || Ok(IssuerSigningKey::generate()?))
+}
+
+/// [`unique_truncated_key`] over any source of keys.
+fn unique_truncated_key_from(
+    taken: &[u8],
+    mut generate: impl FnMut() -> Result<IssuerSigningKey, IssuerError>,
+) -> Result<IssuerSigningKey, IssuerError> {
     for _ in 0..64 {
-        let key = IssuerSigningKey::generate()?;
+        let key = generate()?;
         if !taken.contains(&key.public().key_id().truncated()) {
             return Ok(key);
         }
@@ -1290,5 +1298,31 @@ mod tests {
         assert_eq!(report.destroyed.len(), 1);
         assert!(authority.period_info(&near_id).is_none());
         authority.wait_for_purges();
+    }
+
+    #[test]
+    fn a_key_whose_truncated_id_is_taken_is_generated_again() {
+        let first = IssuerSigningKey::generate().unwrap();
+        let taken = [first.public().key_id().truncated()];
+        let mut second = IssuerSigningKey::generate().unwrap();
+        while second.public().key_id().truncated() == taken[0] {
+            second = IssuerSigningKey::generate().unwrap();
+        }
+        // The source yields a colliding key first, then a free one.
+        let mut source = vec![second.clone(), first].into_iter();
+        let mut calls = 0;
+        let key = unique_truncated_key_from(&taken, || {
+            calls += 1;
+            Ok(source.next_back().unwrap())
+        })
+        .unwrap();
+        assert_eq!(calls, 2);
+        assert_eq!(key.public().key_id(), second.public().key_id());
+        // A full id space is an error, not an endless loop.
+        let all: Vec<u8> = (0..=255).collect();
+        assert!(matches!(
+            unique_truncated_key_from(&all, || Ok(second.clone())),
+            Err(IssuerError::TruncatedIdsExhausted)
+        ));
     }
 }
