@@ -186,8 +186,8 @@ pub fn for_status(status: StatusCode) -> Problem {
             "this endpoint does not accept that method; see docs/api.md",
         ),
         S::PAYLOAD_TOO_LARGE => (
-            "body-too-large",
-            "Body too large",
+            "payload-too-large",
+            "Payload too large",
             "the request body exceeds the limit",
         ),
         S::UNSUPPORTED_MEDIA_TYPE => (

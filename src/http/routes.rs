@@ -399,7 +399,7 @@ fn unprocessable_token_request() -> Problem {
         StatusCode::UNPROCESSABLE_ENTITY,
         "bad-token-request",
         "Bad token request",
-        "send a blind RSA TokenRequest (type 0x0002) for a key in the issuer directory",
+        "send a blind RSA TokenRequest (token type 2) for a key in the issuer directory",
     )
 }
 

@@ -1,0 +1,271 @@
+//! The issuer as a client that knows only RFC 9577/9578 sees it: a pass
+//! from the challenge, the RFC directory and a bare `TokenRequest`, and
+//! problem+json with a stable type for malformed input on every route.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
+use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
+use blindpass::protocol::directory::{RfcDirectory, decode_token_key};
+use blindpass::protocol::qr::encode_payload;
+use blindpass::protocol::token::{TokenChallenge, TokenResponse};
+use blindpass::verifier::{DirectoryCache, Verdict};
+use common::{ADMIN, START, TestServer};
+use serde_json::json;
+use time::Duration;
+
+/// A parameter of a `WWW-Authenticate: PrivateToken a="…", b="…"` value.
+fn auth_param<'a>(header: &'a str, name: &str) -> &'a str {
+    let rest = header
+        .strip_prefix("PrivateToken ")
+        .expect("PrivateToken scheme");
+    rest.split(", ")
+        .find_map(|p| p.strip_prefix(&format!("{name}=\"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {name} in {header}"))
+}
+
+#[test]
+fn a_standard_client_obtains_a_pass_with_only_the_rfc_body_and_a_session() {
+    let server = TestServer::start();
+    server.enrol("E1000001", None);
+    let session = server.login("E1000001");
+    let agent = server.agent();
+
+    // RFC 9577: the challenge names the issuer's token key to use.
+    let resp = agent
+        .get(&format!(
+            "{}/v1/challenge?class=personal&window=2026-12-02",
+            server.url
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let header = resp
+        .headers()
+        .get("www-authenticate")
+        .expect("a PrivateToken challenge")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let challenge = URL_SAFE.decode(auth_param(&header, "challenge")).unwrap();
+    let token_key = auth_param(&header, "token-key").to_owned();
+
+    // RFC 9578 §4: the directory says where requests go and lists the key.
+    let mut resp = agent
+        .get(&format!(
+            "{}/.well-known/private-token-issuer-directory",
+            server.url
+        ))
+        .call()
+        .unwrap();
+    let rfc: RfcDirectory =
+        serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap();
+    assert!(rfc.token_keys.iter().any(|k| k.token_key == token_key));
+    let path = rfc
+        .issuer_request_uri
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .unwrap();
+    assert_eq!(path, "/token-request");
+
+    // RFC 9578 §6.1: the request, with no query and no class or window.
+    let key = IssuerPublicKey::from_spki(&decode_token_key(&token_key).unwrap()).unwrap();
+    let digest = TokenChallenge::decode(&challenge)
+        .unwrap()
+        .digest()
+        .unwrap();
+    let (request, pending) = begin_issuance(&key, digest).unwrap();
+    let mut resp = agent
+        .post(&format!("{}{path}", server.url))
+        .header("Authorization", &format!("Bearer {session}"))
+        .header("Content-Type", "application/private-token-request")
+        .send(&request.encode()[..])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let response = TokenResponse::decode(&resp.body_mut().read_to_vec().unwrap()).unwrap();
+    let token = finalize(&pending, &response).unwrap();
+
+    let cache = DirectoryCache::new(server.directory(), START, None).unwrap();
+    let at = START + Duration::days(1) + Duration::hours(3);
+    let report = cache.check(&encode_payload(&token), at, Duration::minutes(5));
+    match report.verdict {
+        Verdict::Valid(pass) => {
+            assert_eq!(pass.class().as_str(), "personal");
+        }
+        other => panic!("not valid: {other:?}"),
+    }
+
+    // Class and window stay optional, but must agree with the key.
+    let (request, _) = begin_issuance(&key, digest).unwrap();
+    let (status, body) =
+        server.post_token_request(&session, "personal", "2026-12-03", &request.encode());
+    assert_eq!(status, 422);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["type"].as_str().unwrap().ends_with("/key-mismatch"));
+    let (status, _) =
+        server.post_token_request(&session, "personal", "2026-12-02", &request.encode());
+    assert_eq!(status, 200);
+}
+
+/// Bytes that must never come back in an answer.
+const MARK: &str = "QZXMARK";
+
+/// Sends one request; returns status, content type and body text.
+fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Vec<u8>>,
+) -> (u16, String, String) {
+    let uri = format!("{}{path}", server.url);
+    let mut builder = ureq::http::Request::builder().method(method).uri(&uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, value);
+    }
+    let agent = server.agent();
+    let mut resp = match body {
+        Some(body) => agent.run(builder.body(body).unwrap()).unwrap(),
+        None => agent.run(builder.body(()).unwrap()).unwrap(),
+    };
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (resp.status().as_u16(), kind, text)
+}
+
+#[test]
+fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo() {
+    let server = TestServer::start();
+    server.enrol("E1000001", None);
+    let session = server.login("E1000001");
+    let resident = vec![("Authorization", format!("Bearer {session}"))];
+    let admin = vec![("Authorization", format!("Bearer {ADMIN}"))];
+    let json_type = ("Content-Type", "application/json".to_owned());
+    let token_type = (
+        "Content-Type",
+        "application/private-token-request".to_owned(),
+    );
+    let with = |auth: &[(&'static str, String)], extra: (&'static str, String)| {
+        let mut h = auth.to_vec();
+        h.push(extra);
+        h
+    };
+    let bad_json = Some(format!("{{\"{MARK}\": [").into_bytes());
+    let wrong_json = Some(format!("{{\"full_name\": 7, \"{MARK}\": 1}}").into_bytes());
+    let big = Some(format!("{{\"{MARK}\": \"{}\"}}", "x".repeat(64 * 1024)).into_bytes());
+    // "NC" as a token type: an old answer said "unknown token type 0x434e".
+    let mut bad_token = b"NC".to_vec();
+    bad_token.extend_from_slice(MARK.as_bytes());
+    let mut long_token = vec![0u8, 2, 0];
+    long_token.extend_from_slice(&[0x51; 300]);
+    let none: Vec<(&str, String)> = Vec::new();
+
+    // Every route of the router, each with what it can get wrong.
+    #[rustfmt::skip]
+    let cases: Vec<(&str, String, Vec<(&str, String)>, Option<Vec<u8>>)> = vec![
+        // Wrong methods, one per route.
+        ("POST", "/healthz".into(), none.clone(), None),
+        ("POST", "/readyz".into(), none.clone(), None),
+        ("PUT", "/metrics".into(), none.clone(), None),
+        ("POST", "/.well-known/private-token-issuer-directory".into(), none.clone(), None),
+        ("DELETE", "/v1/directory".into(), none.clone(), None),
+        ("GET", "/v1/residents".into(), none.clone(), None),
+        ("GET", "/v1/residents/me".into(), resident.clone(), None),
+        ("GET", "/v1/sessions".into(), none.clone(), None),
+        ("GET", "/token-request".into(), resident.clone(), None),
+        ("POST", "/v1/challenge".into(), none.clone(), None),
+        ("DELETE", "/v1/admin/periods".into(), admin.clone(), None),
+        ("GET", format!("/v1/admin/periods/{MARK}/extend"), admin.clone(), None),
+        ("GET", format!("/v1/admin/periods/{MARK}/end"), admin.clone(), None),
+        ("POST", "/audit/checkpoint".into(), none.clone(), None),
+        ("POST", "/audit/key".into(), none.clone(), None),
+        ("POST", "/audit/tile/0/000".into(), none.clone(), None),
+        // Unknown paths.
+        ("GET", format!("/{MARK}"), none.clone(), None),
+        ("POST", format!("/v1/{MARK}?{MARK}=1"), none.clone(), bad_json.clone()),
+        // Bad JSON, wrong JSON, wrong content type, oversize bodies.
+        ("POST", "/v1/residents".into(), with(&none, json_type.clone()), bad_json.clone()),
+        ("POST", "/v1/residents".into(), with(&none, json_type.clone()), wrong_json.clone()),
+        ("POST", "/v1/residents".into(), with(&none, ("Content-Type", format!("text/{MARK}"))), bad_json.clone()),
+        ("POST", "/v1/residents".into(), with(&none, json_type.clone()), big.clone()),
+        ("POST", "/v1/sessions".into(), with(&none, json_type.clone()), bad_json.clone()),
+        ("POST", "/v1/sessions".into(), with(&none, json_type.clone()), wrong_json.clone()),
+        ("POST", "/v1/sessions".into(), none.clone(), bad_json.clone()),
+        ("POST", "/v1/sessions".into(), with(&none, json_type.clone()), big.clone()),
+        ("POST", "/v1/admin/periods".into(), with(&admin, json_type.clone()), bad_json.clone()),
+        ("POST", "/v1/admin/periods".into(), with(&admin, json_type.clone()), wrong_json.clone()),
+        ("POST", "/v1/admin/periods".into(), admin.clone(), bad_json.clone()),
+        ("POST", "/v1/admin/periods".into(), with(&admin, json_type.clone()), big.clone()),
+        // Bad path parameters: not a period id, not UTF-8.
+        ("POST", format!("/v1/admin/periods/{MARK}/extend"), with(&admin, json_type.clone()), Some(b"{}".to_vec())),
+        ("POST", format!("/v1/admin/periods/%FF%FE{MARK}/extend"), with(&admin, json_type.clone()), Some(b"{}".to_vec())),
+        ("POST", format!("/v1/admin/periods/{MARK}/end"), admin.clone(), None),
+        ("POST", format!("/v1/admin/periods/%FF%FE{MARK}/end"), admin.clone(), None),
+        ("GET", format!("/audit/tile/{MARK}/000"), none.clone(), None),
+        ("GET", format!("/audit/tile/%FF%FE{MARK}"), none.clone(), None),
+        // Bad queries.
+        ("POST", format!("/token-request?class=a&class={MARK}"), with(&resident, token_type.clone()), Some(bad_token.clone())),
+        ("POST", format!("/token-request?window={MARK}"), with(&resident, token_type.clone()), Some(bad_token.clone())),
+        ("GET", format!("/v1/challenge?class={MARK}"), none.clone(), None),
+        ("GET", format!("/v1/challenge?class={MARK}&window={MARK}"), none.clone(), None),
+        ("GET", format!("/v1/challenge?class={MARK}&window=2026-12-02"), none.clone(), None),
+        // Token requests the issuer cannot process, and other bodies.
+        ("POST", "/token-request".into(), with(&resident, token_type.clone()), Some(bad_token.clone())),
+        ("POST", "/token-request".into(), with(&resident, token_type.clone()), Some(long_token.clone())),
+        ("POST", "/token-request".into(), with(&resident, json_type.clone()), bad_json.clone()),
+        ("POST", "/token-request".into(), with(&resident, token_type.clone()), big.clone()),
+        ("POST", "/token-request".into(), with(&none, token_type.clone()), Some(bad_token.clone())),
+        ("DELETE", "/v1/residents/me".into(), vec![("Authorization", format!("Bearer {MARK}"))], None),
+        ("GET", "/v1/admin/periods".into(), vec![("Authorization", format!("Bearer {MARK}"))], None),
+    ];
+    let stable = [
+        "bad-request",
+        "not-found",
+        "method-not-allowed",
+        "payload-too-large",
+        "unsupported-media-type",
+        "malformed-json",
+        "malformed-query",
+        "invalid-input",
+        "bad-token-request",
+        "unauthorized",
+        "forbidden",
+        "unknown-class",
+    ];
+    for (method, path, headers, body) in cases {
+        let (status, kind, text) = send(&server, method, &path, &headers, body);
+        let what = format!("{method} {path}: {status} {kind} {text}");
+        assert!((400..500).contains(&status), "{what}");
+        assert_eq!(kind, "application/problem+json", "{what}");
+        let problem: serde_json::Value = serde_json::from_str(&text).expect(&what);
+        let kind = problem["type"].as_str().unwrap_or_default();
+        let name = kind
+            .strip_prefix(blindpass::http::problem::PROBLEM_BASE)
+            .unwrap_or_default();
+        assert!(stable.contains(&name), "{what}");
+        assert_eq!(problem["status"], json!(status), "{what}");
+        let lower = text.to_lowercase();
+        assert!(!lower.contains(&MARK.to_lowercase()), "{what}");
+        assert!(!lower.contains("434e") && !lower.contains("0x"), "{what}");
+    }
+    // 422, not 400, for a TokenRequest the issuer cannot process.
+    for body in [bad_token, long_token] {
+        let (status, _, text) = send(
+            &server,
+            "POST",
+            "/token-request",
+            &with(&resident, token_type.clone()),
+            Some(body),
+        );
+        assert_eq!(status, 422, "{text}");
+    }
+    // Still serving.
+    assert_eq!(server.get_json("/healthz").0, 200);
+}
