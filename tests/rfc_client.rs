@@ -255,6 +255,14 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
         assert!(!lower.contains(&MARK.to_lowercase()), "{what}");
         assert!(!lower.contains("434e") && !lower.contains("0x"), "{what}");
     }
+    // A wrong method still says which methods are allowed.
+    let resp = server
+        .agent()
+        .post(&format!("{}/healthz", server.url))
+        .send_empty()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert!(resp.headers().get("allow").is_some());
     // 422, not 400, for a TokenRequest the issuer cannot process.
     for body in [bad_token, long_token] {
         let (status, _, text) = send(

@@ -442,6 +442,12 @@ pub(super) async fn token_request(
     let disagrees = query.class.as_deref().is_some_and(|c| c != class.as_str())
         || asked_window.is_some_and(|w| w != window);
     if disagrees {
+        // An unknown class is named as such, whatever the key.
+        if let Some(asked) = &query.class {
+            if let Err(IssuerError::UnknownClass) = state.authority.signing_key(asked, &window) {
+                return Err(IssuerError::UnknownClass.into());
+            }
+        }
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "key-mismatch",

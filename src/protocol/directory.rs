@@ -108,7 +108,11 @@ impl Directory {
                 .map(|k| RfcTokenKey {
                     token_type: TOKEN_TYPE_BLIND_RSA,
                     token_key: k.token_key.clone(),
-                    not_before: Some(k.window.starts_at().unix_timestamp()),
+                    // RFC 9578 §4: the time from which the key can be
+                    // used. A published key signs at once (tomorrow's pass
+                    // is requested today), so none is given; the window a
+                    // pass is valid in is the blindpass directory's business.
+                    not_before: None,
                 })
                 .collect(),
         }
@@ -151,7 +155,8 @@ mod tests {
         let json = serde_json::to_value(dir.to_rfc()).unwrap();
         assert_eq!(json["token-keys"][0]["token-type"], 2);
         assert!(json["issuer-request-uri"].is_string());
-        assert_eq!(json["token-keys"][0]["not-before"], 1_796_083_200);
+        // Keys are usable for issuance as soon as they are published.
+        assert!(json["token-keys"][0].get("not-before").is_none());
         assert_eq!(key.spki().unwrap(), b"not really an spki");
         let rich = serde_json::to_value(&dir).unwrap();
         assert_eq!(rich["keys"][0]["class"], "personal");
