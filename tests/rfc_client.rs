@@ -110,6 +110,14 @@ fn a_standard_client_obtains_a_pass_with_only_the_rfc_body_and_a_session() {
     assert_eq!(status, 200);
 }
 
+/// Method, path, headers and body of one request.
+type Case = (
+    &'static str,
+    String,
+    Vec<(&'static str, String)>,
+    Option<Vec<u8>>,
+);
+
 /// Bytes that must never come back in an answer.
 const MARK: &str = "QZXMARK";
 
@@ -169,7 +177,7 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
 
     // Every route of the router, each with what it can get wrong.
     #[rustfmt::skip]
-    let cases: Vec<(&str, String, Vec<(&str, String)>, Option<Vec<u8>>)> = vec![
+    let cases: Vec<Case> = vec![
         // Wrong methods, one per route.
         ("POST", "/healthz".into(), none.clone(), None),
         ("POST", "/readyz".into(), none.clone(), None),
