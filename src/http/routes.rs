@@ -20,7 +20,7 @@ use crate::ids::PeriodId;
 use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
 use crate::issuer::{IssuerError, PeriodList};
-use crate::protocol::permit::Window;
+use crate::protocol::permit::{ClassName, Window};
 use crate::protocol::token::{TokenChallenge, TokenRequest};
 
 type Answer = Result<Response, Problem>;
@@ -435,26 +435,45 @@ pub(super) async fn token_request(
     let bytes = read_body(&state, body).await?;
     let request = TokenRequest::decode(&bytes).map_err(|_| unprocessable_token_request())?;
     // The truncated key id names the key, and the key its class and window.
-    let (class, window) = state
+    let named = state
         .authority
-        .key_for_truncated_id(request.truncated_token_key_id)
-        .ok_or_else(unprocessable_token_request)?;
-    let disagrees = query.class.as_deref().is_some_and(|c| c != class.as_str())
-        || asked_window.is_some_and(|w| w != window);
-    if disagrees {
-        // An unknown class is named as such, whatever the key.
-        if let Some(asked) = &query.class {
-            if let Err(IssuerError::UnknownClass) = state.authority.signing_key(asked, &window) {
-                return Err(IssuerError::UnknownClass.into());
-            }
-        }
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "key-mismatch",
-            "Key does not match",
-            "the token request's key is not the key of the class and window asked for",
-        ));
+        .keys_for_truncated_id(request.truncated_token_key_id);
+    if named.is_empty() {
+        return Err(unprocessable_token_request());
     }
+    let agrees = |(class, window): &(ClassName, Window)| {
+        query.class.as_deref().is_none_or(|c| c == class.as_str())
+            && asked_window.is_none_or(|w| w == *window)
+    };
+    let mut agreeing = named.iter().filter(|k| agrees(k));
+    let (class, window) = match (agreeing.next(), agreeing.next()) {
+        (Some(key), None) => key.clone(),
+        (Some(_), Some(_)) => {
+            // Only a ring from before truncated ids were kept unique.
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ambiguous-key",
+                "Ambiguous key",
+                "two keys share this truncated key id; send class and window in the query",
+            ));
+        }
+        (None, _) => {
+            // An unknown class is named as such, whatever the key.
+            if let Some(asked) = &query.class {
+                if let Err(IssuerError::UnknownClass) =
+                    state.authority.signing_key(asked, &named[0].1)
+                {
+                    return Err(IssuerError::UnknownClass.into());
+                }
+            }
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "key-mismatch",
+                "Key does not match",
+                "the token request's key is not the key of the class and window asked for",
+            ));
+        }
+    };
     let class = class.to_string();
     let authority = state.authority.clone();
     // Shed at once when the signing queue is full; the ticket leaves with

@@ -958,16 +958,18 @@ impl Authority {
             .ok_or(IssuerError::NoSigningKey)
     }
 
-    /// The `(class, window)` of the signing key whose truncated key id is
-    /// `truncated` (the byte a `TokenRequest` names its key by); `None`
-    /// when no key has it. Truncated ids are unique among kept keys.
-    pub fn key_for_truncated_id(&self, truncated: u8) -> Option<(ClassName, Window)> {
+    /// The `(class, window)` of every signing key whose truncated key id is
+    /// `truncated` (the byte a `TokenRequest` names its key by). Keys
+    /// generated now have unique truncated ids, so this is at most one,
+    /// unless a ring from before kept two that collide.
+    pub fn keys_for_truncated_id(&self, truncated: u8) -> Vec<(ClassName, Window)> {
         self.vault()
             .ring()
             .signing_keys
             .iter()
-            .find(|k| k.key.public().key_id().truncated() == truncated)
+            .filter(|k| k.key.public().key_id().truncated() == truncated)
             .map(|k| (k.class.clone(), k.window))
+            .collect()
     }
 
     /// Blind-signs a token request under the key of `(class, window)`.
