@@ -403,20 +403,25 @@ fn unprocessable_token_request() -> Problem {
     )
 }
 
+/// A query string that does not parse: 400 `malformed-query`, with a
+/// fixed detail that says what the route takes (never the query itself).
+fn malformed_query(detail: &'static str) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-query",
+        "Malformed query",
+        detail,
+    )
+}
+
 pub(super) async fn token_request(
     State(state): State<AppState>,
     query: Result<Query<IssueQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let Query(query) = query.map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-query",
-            "Malformed query",
-            "the query may hold class and window, each at most once",
-        )
-    })?;
+    let Query(query) = query
+        .map_err(|_| malformed_query("the query may hold class and window, each at most once"))?;
     if !content_type_is(&headers, TOKEN_REQUEST_TYPE) {
         return Err(unsupported_media_type(TOKEN_REQUEST_TYPE));
     }
@@ -520,14 +525,7 @@ pub(super) async fn challenge(
 ) -> Answer {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE;
-    let Query(query) = query.map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-query",
-            "Malformed query",
-            "send class and window, each once",
-        )
-    })?;
+    let Query(query) = query.map_err(|_| malformed_query("send class and window, each once"))?;
     let window = Window::parse(&query.window).map_err(|_| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
