@@ -8,10 +8,9 @@ mod common;
 use common::process::{agent, free_port, wait_until_answering};
 use std::process::{Child, Command, Stdio};
 
-use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
+use blindpass::crypto::blind::begin_issuance;
 use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
-use blindpass::protocol::token::TokenChallenge;
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
@@ -102,15 +101,7 @@ fn sigkill_loses_nothing_acknowledged() {
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     let today = time::OffsetDateTime::now_utc().date();
     let window = Window::containing(WindowKind::Day, today).next();
-    let key = directory
-        .keys
-        .iter()
-        .find(|k| k.class.as_str() == "personal" && k.window == window)
-        .unwrap();
-    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
-    let digest = TokenChallenge::permit(&directory.issuer_name)
-        .digest()
-        .unwrap();
+    let (key, digest) = common::key_for(&directory, "personal", window);
     let requests: Vec<Vec<u8>> = (0..3)
         .map(|_| begin_issuance(&key, digest).unwrap().0.encode())
         .collect();

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use blindpass::crypto::blind::{IssuerPublicKey, PendingToken, begin_issuance, finalize};
 use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
-use blindpass::protocol::token::{TokenChallenge, TokenResponse};
+use blindpass::protocol::token::TokenResponse;
 use sha2::{Digest as _, Sha256};
 
 const PASSPHRASE: &str = "fault suite passphrase";
@@ -387,15 +387,7 @@ fn read_log(path: &Path) -> String {
 fn personal_key(directory: &Directory) -> (IssuerPublicKey, [u8; 32], String) {
     let today = time::OffsetDateTime::now_utc().date();
     let window = Window::containing(WindowKind::Day, today).next();
-    let key = directory
-        .keys
-        .iter()
-        .find(|k| k.class.as_str() == "personal" && k.window == window)
-        .unwrap();
-    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
-    let digest = TokenChallenge::permit(&directory.issuer_name)
-        .digest()
-        .unwrap();
+    let (key, digest) = common::key_for(directory, "personal", window);
     (key, digest, window.to_string())
 }
 

@@ -12,10 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
+use blindpass::crypto::blind::begin_issuance;
 use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
-use blindpass::protocol::token::{TokenChallenge, TokenResponse};
+use blindpass::protocol::token::TokenResponse;
 
 /// Every dependency asked for at `trace` by name, as an operator hunting a
 /// problem might.
@@ -135,15 +135,7 @@ fn logs_carry_nothing_personal(format: &str) {
     let directory: Directory =
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     let window = Window::containing(WindowKind::Day, time::OffsetDateTime::now_utc().date()).next();
-    let key = directory
-        .keys
-        .iter()
-        .find(|k| k.class.as_str() == "personal" && k.window == window)
-        .unwrap();
-    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
-    let digest = TokenChallenge::permit(&directory.issuer_name)
-        .digest()
-        .unwrap();
+    let (key, digest) = common::key_for(&directory, "personal", window);
     let (request, _pending) = begin_issuance(&key, digest).unwrap();
     let mut resp = agent()
         .post(&format!(

@@ -18,12 +18,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
-use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
+use blindpass::crypto::blind::begin_issuance;
 use blindpass::crypto::secret::Passphrase;
 use blindpass::issuer::DataDir;
 use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
-use blindpass::protocol::token::TokenChallenge;
 use blindpass::vault::Vault;
 use blindpass::vault::master::{MasterKeyProvider, PassphraseSlot};
 
@@ -292,15 +291,7 @@ fn destroyed_keys_and_purged_residents_are_gone_from_memory() {
     let directory: Directory =
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     let window = Window::containing(WindowKind::Day, time::OffsetDateTime::now_utc().date());
-    let key = directory
-        .keys
-        .iter()
-        .find(|k| k.class.as_str() == "personal" && k.window == window)
-        .unwrap();
-    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
-    let digest = TokenChallenge::permit(&directory.issuer_name)
-        .digest()
-        .unwrap();
+    let (key, digest) = common::key_for(&directory, "personal", window);
     for c in &canaries {
         let body: serde_json::Map<String, serde_json::Value> = c
             .fields()

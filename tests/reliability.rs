@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 use blindpass::audit::{AuditError, Event};
 use blindpass::clock::ManualClock;
-use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance};
+use blindpass::crypto::blind::begin_issuance;
 use blindpass::crypto::kdf::Argon2Params;
 use blindpass::crypto::secret::Passphrase;
 use blindpass::issuer::resident::PersonalData;
 use blindpass::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
 use blindpass::protocol::permit::{Window, WindowKind};
-use blindpass::protocol::token::TokenChallenge;
 use blindpass::store::{StoreError, StoreLoss};
 use common::{ADMIN, START, TestServer};
 use serde_json::json;
@@ -33,15 +32,7 @@ fn a_replayed_pass_waits_for_the_durability_of_its_charge() {
     let session = server.login("REPLAY001");
     let window = Window::containing(WindowKind::Day, START.date()).next();
     let directory = server.directory();
-    let key = directory
-        .keys
-        .iter()
-        .find(|k| k.class.as_str() == "personal" && k.window == window)
-        .unwrap();
-    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
-    let digest = TokenChallenge::permit(&directory.issuer_name)
-        .digest()
-        .unwrap();
+    let (key, digest) = common::key_for(&directory, "personal", window);
     let body = begin_issuance(&key, digest).unwrap().0.encode();
     let w = window.to_string();
 

@@ -189,16 +189,7 @@ fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let tolerance = Duration::seconds(i64::from(args.tolerance_s));
     let report = crate::auditor::verify(&api, &log_key, &state, now, tolerance)
         .map_err(|e| explain_verify(e, &args.server))?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_verify(&report);
-    }
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    finish(&report, args.json, print_verify, report.passed())
 }
 
 fn print_verify(report: &AuditReport) {
@@ -318,6 +309,26 @@ fn passphrase(args: &InspectArgs) -> anyhow::Result<Option<Passphrase>> {
         .map(Passphrase::new))
 }
 
+/// Prints a report (as JSON, or with `print`) and turns its verdict into
+/// the exit status: 0 passed, 1 failures found.
+fn finish<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    print: fn(&R),
+    passed: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print(report);
+    }
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
 fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     if let Some(pid) = args.pid {
         return run_inspect_memory(pid, &args);
@@ -325,16 +336,7 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let passphrase = passphrase(&args)?;
     let report = crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary)
         .map_err(explain_inspect)?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_inspect(&report);
-    }
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    finish(&report, args.json, print_inspect, report.passed())
 }
 
 fn print_inspect(report: &InspectReport) {
@@ -419,16 +421,7 @@ fn run_inspect_memory(pid: u32, args: &InspectArgs) -> anyhow::Result<ExitCode> 
         &mut progress,
     )
     .map_err(explain_inspect)?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_memory(&report);
-    }
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    finish(&report, args.json, print_memory, report.passed())
 }
 
 fn print_memory(report: &MemoryReport) {

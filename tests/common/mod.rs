@@ -220,6 +220,21 @@ impl TestServer {
     }
 }
 
+/// The public key the directory publishes for `class` in `window`, and the
+/// issuer's permit challenge digest: what a client blinds for.
+pub fn key_for(directory: &Directory, class: &str, window: Window) -> (IssuerPublicKey, [u8; 32]) {
+    let key = directory
+        .keys
+        .iter()
+        .find(|k| k.class.as_str() == class && k.window == window)
+        .unwrap();
+    let key = IssuerPublicKey::from_spki(&key.spki().unwrap()).unwrap();
+    let digest = TokenChallenge::permit(&directory.issuer_name)
+        .digest()
+        .unwrap();
+    (key, digest)
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
