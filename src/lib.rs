@@ -14,6 +14,7 @@
 //! - [`crypto`] — secret types, sealing, KDFs, blind RSA; no I/O.
 //! - [`protocol`] — RFC 9578 wire formats, QR payload, directory; no I/O.
 //! - [`scheduler`] — the cron job that runs the deadline-driven destruction.
+//! - [`witness`] — cosigning of audit-log checkpoints (C2SP tlog-witness), the witness policy clients check, and the issuer's collector.
 //! - [`bench`] — the load generator behind `blindpass bench`.
 //! - [`clock`], [`ids`] — injected time and random identifiers.
 //!
@@ -39,3 +40,4 @@ pub mod store;
 pub mod vault;
 pub mod verifier;
 pub mod wallet;
+pub mod witness;

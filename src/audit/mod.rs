@@ -13,6 +13,7 @@
 //! refusal that changes nothing, because cutting at a bad length prefix
 //! would delete the intact records after it.
 
+mod consistency;
 pub mod tlog;
 
 use std::fs::{self, OpenOptions};
