@@ -29,6 +29,7 @@ mod hardening;
 pub mod serve;
 pub mod verify;
 pub mod wallet;
+pub mod witness;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Load generator and micro-benchmarks against a running issuer.
     Bench(bench::BenchArgs),
+    /// Witness: cosign issuers' audit-log checkpoints (C2SP tlog-witness).
+    Witness(witness::WitnessArgs),
 }
 
 /// An error for a person at a terminal: what went wrong and what to do next.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Witness(args) => witness::run(args),
     };
     let code = match result {
         Ok(code) => code,

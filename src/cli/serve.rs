@@ -113,6 +113,13 @@ pub struct ServeArgs {
     /// personal data that no later destruction reaches).
     #[arg(long)]
     pub allow_core_dumps: bool,
+    /// Witness policy file (docs/witness.md): send every new audit-log
+    /// checkpoint to its witnesses and serve their cosignatures.
+    #[arg(long, env = "BLINDPASS_WITNESS_POLICY", value_name = "FILE")]
+    pub witness_policy: Option<PathBuf>,
+    /// Seconds between two cosignature rounds when the log does not grow.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub witness_interval_s: u64,
 }
 
 const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
@@ -234,7 +241,7 @@ fn log_ceiling() -> tracing_subscriber::filter::Targets {
         .with_target("sled", LevelFilter::WARN)
 }
 
-fn init_logging(format: LogFormat) {
+pub(super) fn init_logging(format: LogFormat) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLINDPASS_LOG")
@@ -401,6 +408,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let (token, token_path) = admin_token(&args.data_dir)?;
     let state = AppState::new(authority.clone(), http, &token)?;
+    let (state, _witnessing) = super::witness::start_collector(
+        args.witness_policy.as_deref(),
+        args.witness_interval_s,
+        authority.clone(),
+        state,
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod problem;
 pub(crate) mod routes;
 mod signers;
+pub mod witness;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -161,6 +162,8 @@ pub struct AppState {
     sign_admission: Arc<admission::Admission>,
     limiter: Arc<RateLimiter>,
     health: Arc<health::Health>,
+    /// The checkpoint with its witnesses' cosignatures, when collected.
+    cosigned: Option<Arc<crate::witness::collector::Cosigned>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -201,7 +204,20 @@ impl AppState {
             config: Arc::new(config),
             metrics,
             limiter: Arc::new(RateLimiter::default()),
+            cosigned: None,
         })
+    }
+
+    /// The same state serving, at `/audit/checkpoint`, the latest checkpoint
+    /// with the cosignatures the witness collector got for it.
+    pub fn with_cosignatures(mut self, cosigned: Arc<crate::witness::collector::Cosigned>) -> Self {
+        self.cosigned = Some(cosigned);
+        self
+    }
+
+    /// The metrics registry, shared (for background tasks' counters).
+    pub fn shared_metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The metrics registry.

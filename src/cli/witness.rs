@@ -1,0 +1,211 @@
+//! `blindpass witness`: runs a C2SP tlog-witness for one or more issuers'
+//! audit logs; and the witness options the other faces share (`serve
+//! --witness-policy` starts the cosignature collector, the clients'
+//! `--witness-policy` requires a quorum).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::CliError;
+use crate::crypto::secret::random_32;
+use crate::vault::fsutil;
+use crate::witness::collector::{self, Collector, CollectorConfig, Cosigned};
+use crate::witness::store::WitnessStore;
+use crate::witness::{CosignatureSigner, Witness, WitnessPolicy};
+
+/// The file, in the state directory, holding the witness's private key.
+pub const KEY_FILE: &str = "witness.key";
+/// The file, in the state directory, holding its verifier key.
+pub const PUB_FILE: &str = "witness.pub";
+
+/// Arguments of `blindpass witness`.
+#[derive(Debug, clap::Args)]
+pub struct WitnessArgs {
+    /// The witness's name, a schema-less URL (`witness1.city.example`): it
+    /// is part of its key id, so keep it.
+    #[arg(long, env = "BLINDPASS_WITNESS_NAME")]
+    pub name: String,
+    /// Address to listen on; the submission prefix is the root
+    /// (`POST /add-checkpoint`).
+    #[arg(
+        long,
+        env = "BLINDPASS_WITNESS_LISTEN",
+        default_value = "127.0.0.1:7380"
+    )]
+    pub listen: SocketAddr,
+    /// Directory for the key (created on first start, mode 0600) and the
+    /// latest cosigned checkpoint of each log.
+    #[arg(
+        long,
+        env = "BLINDPASS_WITNESS_STATE",
+        default_value = "blindpass-witness"
+    )]
+    pub state: PathBuf,
+    /// A log to witness: its verifier key (`blindpass serve` prints it as
+    /// "audit log key"). Repeat for several logs.
+    #[arg(long = "log-key", value_name = "VKEY")]
+    pub log_keys: Vec<String>,
+    /// A file holding a log's verifier key (first line). Repeatable.
+    #[arg(long = "log-key-file", value_name = "FILE")]
+    pub log_key_files: Vec<PathBuf>,
+}
+
+fn first_line(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            format!("cannot read {}: {e}", path.display()),
+            "check the path and its permissions",
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim().to_owned();
+    if line.is_empty() {
+        return Err(CliError::new(
+            format!("{} is empty", path.display()),
+            format!("put the {what} on its first line"),
+        )
+        .into());
+    }
+    Ok(line)
+}
+
+/// Reads and checks a witness policy file.
+pub fn read_policy(path: &Path) -> anyhow::Result<WitnessPolicy> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            format!("cannot read {}: {e}", path.display()),
+            "check the path and its permissions",
+        )
+    })?;
+    WitnessPolicy::parse(&text).map_err(|e| {
+        CliError::new(
+            format!("{}: {e}", path.display()),
+            "each line is `witness <vkey> [<url>]`, `quorum <n>` or a # comment (docs/witness.md)",
+        )
+        .into()
+    })
+}
+
+/// Reads the witness's key seed, creating it on first start.
+fn seed(state: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = state.join(KEY_FILE);
+    if !path.exists() {
+        fsutil::atomic_write(
+            &path,
+            format!("{}\n", STANDARD.encode(random_32())).as_bytes(),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let line = first_line(&path, "witness key")?;
+    STANDARD
+        .decode(line)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            CliError::new(
+                format!("{} does not hold a base64 32-byte key", path.display()),
+                "restore it from a backup (a new key is a new witness for every policy)",
+            )
+            .into()
+        })
+}
+
+/// Runs `blindpass witness`.
+pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
+    super::serve::init_logging(super::serve::LogFormat::Text);
+    let mut log_keys = args.log_keys.clone();
+    for path in &args.log_key_files {
+        log_keys.push(first_line(path, "log key")?);
+    }
+    if log_keys.is_empty() {
+        return Err(CliError::new(
+            "no log to witness",
+            "give each issuer's audit log key with --log-key or --log-key-file",
+        )
+        .into());
+    }
+    fsutil::create_private_dir(&args.state)
+        .with_context(|| format!("creating {}", args.state.display()))?;
+    let signer = CosignatureSigner::new(&args.name, &seed(&args.state)?).ok_or_else(|| {
+        CliError::new(
+            format!("{:?} is not a key name", args.name),
+            "use a schema-less URL without spaces or '+', e.g. witness1.city.example",
+        )
+    })?;
+    let store = WitnessStore::open(&args.state.join("logs"))?;
+    let witness = Witness::new(signer, &log_keys, store).map_err(|e| {
+        CliError::new(
+            e.to_string(),
+            "give the key exactly as `blindpass serve` prints it (audit log key: …)",
+        )
+    })?;
+    let vkey = witness.verifier_key();
+    fsutil::atomic_write(&args.state.join(PUB_FILE), format!("{vkey}\n").as_bytes())?;
+    let witness = Arc::new(witness);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        outln!("blindpass witness listening on http://{}", args.listen);
+        outln!("  witness key:  {vkey}");
+        for origin in witness.origins() {
+            outln!("  witnessing:   {origin}");
+        }
+        crate::http::witness::serve(listener, witness, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the issuer's cosignature collector when `serve` was given a
+/// witness policy; returns the HTTP state that serves its result and the
+/// handle that keeps it running.
+pub fn start_collector(
+    policy_file: Option<&Path>,
+    interval_s: u64,
+    authority: Arc<crate::issuer::Authority>,
+    state: crate::http::AppState,
+) -> anyhow::Result<(crate::http::AppState, Option<Collector>)> {
+    let Some(path) = policy_file else {
+        return Ok((state, None));
+    };
+    let policy = read_policy(path)?;
+    let asked = policy
+        .witnesses()
+        .iter()
+        .filter(|w| w.url.is_some())
+        .count();
+    if asked == 0 {
+        return Err(CliError::new(
+            format!("{} gives no witness a URL", path.display()),
+            "write each witness as `witness <vkey> <url>` so the issuer can reach it",
+        )
+        .into());
+    }
+    let cosigned = Arc::new(Cosigned::default());
+    let metrics = state.shared_metrics();
+    let config = CollectorConfig {
+        policy,
+        interval: std::time::Duration::from_secs(interval_s.max(1)),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let collector = collector::spawn(authority, config, cosigned.clone(), move |name| {
+        metrics.incr(name);
+    })
+    .context("starting the witness collector")?;
+    tracing::info!(witnesses = asked, interval_s, "collecting cosignatures");
+    Ok((state.with_cosignatures(cosigned), Some(collector)))
+}
