@@ -218,6 +218,24 @@ pub fn fetch_log(api: &Api, log_key: &str) -> Result<VerifiedLog, LogError> {
     verify_log(&note, &entries, log_key)
 }
 
+/// [`fetch_log`], and with a witness `policy` the checkpoint must also
+/// carry a quorum of valid cosignatures: the one check every client (audit
+/// verify, the wallet's key check, the verifier's directory sync) makes
+/// before it accepts a checkpoint.
+pub fn fetch_witnessed_log(
+    api: &Api,
+    log_key: &str,
+    policy: Option<&crate::witness::WitnessPolicy>,
+) -> Result<VerifiedLog, LogError> {
+    let log = fetch_log(api, log_key)?;
+    if let Some(policy) = policy {
+        policy
+            .check(log.note())
+            .map_err(|e| LogError::Failed(e.into()))?;
+    }
+    Ok(log)
+}
+
 /// Proves that `log` extends the log of an earlier checkpoint: it is not
 /// smaller, and its first `previous.size` entries have the same root.
 /// `None` when it does.

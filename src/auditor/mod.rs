@@ -21,6 +21,10 @@
 //!    window ([`Failure::UnloggedKey`]), and no class and window has two
 //!    keys ([`Failure::SplitKey`]).
 //!
+//! With a witness policy ([`verify_witnessed`]), step 1 also requires a
+//! quorum of the policy's witnesses to have cosigned the checkpoint
+//! ([`Failure::NoQuorum`]).
+//!
 //! The new checkpoint is remembered only if the log itself passed 1–3
 //! (findings about the operator, 4–5, do not make the log untrustworthy,
 //! and remembering it makes the next consistency check stronger).
@@ -43,7 +47,7 @@ use crate::wallet::{Api, WalletError};
 pub use inspect::{DirUsage, InspectError, InspectFailure, InspectReport, VaultFindings, inspect};
 pub use log::{
     KeyProblem, LogError, SavedCheckpoint, VerifiedLog, check_log_key, consistency, fetch_log,
-    key_logged, verify_log,
+    fetch_witnessed_log, key_logged, verify_log,
 };
 pub use periods::{PeriodState, PeriodStatus};
 
@@ -138,6 +142,20 @@ pub enum Failure {
         #[serde(with = "time::serde::rfc3339")]
         seen_at: OffsetDateTime,
     },
+    /// The checkpoint lacks the cosignatures the witness policy requires:
+    /// it may be a view of the log that the witnesses never saw (a fork or
+    /// a rewrite).
+    #[error(
+        "the checkpoint carries valid cosignatures from {valid} of the policy's {witnesses} witnesses; {quorum} are required"
+    )]
+    NoQuorum {
+        /// Distinct policy witnesses whose cosignature verified.
+        valid: usize,
+        /// The policy's quorum.
+        quorum: usize,
+        /// Witnesses in the policy.
+        witnesses: usize,
+    },
     /// The checkpoint or an entry does not parse, or the entries are out of
     /// order.
     #[error("malformed log: {detail}")]
@@ -145,6 +163,23 @@ pub enum Failure {
         /// What does not parse.
         detail: String,
     },
+}
+
+impl From<crate::witness::QuorumError> for Failure {
+    fn from(error: crate::witness::QuorumError) -> Self {
+        match error {
+            crate::witness::QuorumError::NotEnough {
+                valid,
+                quorum,
+                witnesses,
+            } => Self::NoQuorum {
+                valid,
+                quorum,
+                witnesses,
+            },
+            other => Self::malformed(other.to_string()),
+        }
+    }
 }
 
 impl Failure {
@@ -165,6 +200,7 @@ impl Failure {
                 | Self::Forked { .. }
                 | Self::EntriesDoNotMatchCheckpoint
                 | Self::Backdated { .. }
+                | Self::NoQuorum { .. }
                 | Self::Malformed { .. }
         )
     }
@@ -308,8 +344,22 @@ pub fn verify(
     now: OffsetDateTime,
     tolerance: Duration,
 ) -> Result<AuditReport, AuditorError> {
+    verify_witnessed(api, log_key, None, state, now, tolerance)
+}
+
+/// [`verify`], and with a witness `policy` the checkpoint must also carry
+/// a quorum of valid cosignatures ([`Failure::NoQuorum`]) — which protects
+/// an auditor with no saved checkpoint from a rewritten history.
+pub fn verify_witnessed(
+    api: &Api,
+    log_key: &str,
+    policy: Option<&crate::witness::WitnessPolicy>,
+    state: &AuditorState,
+    now: OffsetDateTime,
+    tolerance: Duration,
+) -> Result<AuditReport, AuditorError> {
     check_log_key(log_key).map_err(|_| AuditorError::BadLogKey(log_key.to_owned()))?;
-    let log = match fetch_log(api, log_key) {
+    let log = match fetch_witnessed_log(api, log_key, policy) {
         Ok(log) => Ok(log),
         Err(LogError::Failed(failure)) => Err(failure),
         Err(LogError::Transport(e)) => return Err(e.into()),
@@ -444,6 +494,11 @@ mod tests {
                 seq: 1,
                 at,
                 seen_at: at,
+            },
+            Failure::NoQuorum {
+                valid: 1,
+                quorum: 2,
+                witnesses: 3,
             },
             Failure::malformed("x"),
         ];

@@ -111,6 +111,10 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Witness policy file (docs/witness.md): refuse a checkpoint that
+    /// lacks a quorum of its witnesses' cosignatures.
+    #[arg(long, env = "BLINDPASS_WITNESS_POLICY", value_name = "FILE")]
+    pub witness_policy: Option<PathBuf>,
 }
 
 /// Arguments of `blindpass audit inspect`.
@@ -187,8 +191,14 @@ fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let state = AuditorState::new(state_dir);
     let now = args.at.unwrap_or_else(OffsetDateTime::now_utc);
     let tolerance = Duration::seconds(i64::from(args.tolerance_s));
-    let report = crate::auditor::verify(&api, &log_key, &state, now, tolerance)
-        .map_err(|e| explain_verify(e, &args.server))?;
+    let policy = args
+        .witness_policy
+        .as_deref()
+        .map(super::witness::read_policy)
+        .transpose()?;
+    let report =
+        crate::auditor::verify_witnessed(&api, &log_key, policy.as_ref(), &state, now, tolerance)
+            .map_err(|e| explain_verify(e, &args.server))?;
     finish(&report, args.json, print_verify, report.passed())
 }
 
