@@ -56,6 +56,19 @@ pub struct SyncArgs {
     /// http://127.0.0.1:8080].
     #[arg(long, env = "BLINDPASS_SERVER")]
     pub server: Option<String>,
+    /// Witness policy file (docs/witness.md): store the directory only if
+    /// the issuer's audit log, under a checkpoint cosigned by a quorum of
+    /// its witnesses, publishes every key in it. Needs --log-key.
+    #[arg(
+        long,
+        env = "BLINDPASS_WITNESS_POLICY",
+        value_name = "FILE",
+        requires = "log_key"
+    )]
+    pub witness_policy: Option<PathBuf>,
+    /// The issuer's audit log key, as `blindpass serve` prints it.
+    #[arg(long, env = "BLINDPASS_LOG_KEY", value_name = "VKEY")]
+    pub log_key: Option<String>,
 }
 
 /// Arguments of `blindpass verify check`.
@@ -103,7 +116,21 @@ fn run_sync(cache_dir: &Path, args: SyncArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|c| c.source().map(str::to_owned))
         })
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let (cache, outcome) = DirectoryCache::sync(cache_dir, &server, OffsetDateTime::now_utc())
+    let policy = args
+        .witness_policy
+        .as_deref()
+        .map(super::witness::read_policy)
+        .transpose()?;
+    let (cache, outcome) =
+        DirectoryCache::sync_checked(cache_dir, &server, OffsetDateTime::now_utc(), |dir| match (
+            &policy,
+            &args.log_key,
+        ) {
+            (Some(policy), Some(log_key)) => {
+                crate::verifier::witnessed::check_directory(&server, log_key.trim(), policy, dir)
+            }
+            _ => Ok(()),
+        })
         .map_err(|e| explain(e, cache_dir))?;
     let dir = cache.directory();
     match outcome {
@@ -248,6 +275,10 @@ fn explain(err: VerifierError, cache_dir: &Path) -> anyhow::Error {
                 .into()
         }
         VerifierError::Io { .. } => "check the path and its permissions".into(),
+        VerifierError::Unwitnessed(_) => {
+            "the cached keys were kept; report this issuer to an auditor (blindpass audit verify)"
+                .into()
+        }
     };
     CliError::new(err.to_string(), hint).into()
 }

@@ -45,6 +45,16 @@ pub struct WalletArgs {
     /// caught, one that changes its log later is).
     #[arg(long, env = "BLINDPASS_LOG_KEY", global = true)]
     pub log_key: Option<String>,
+    /// Witness policy file (docs/witness.md): from now on, request passes
+    /// only under a log checkpoint cosigned by a quorum of its witnesses
+    /// (kept in the wallet file).
+    #[arg(
+        long,
+        env = "BLINDPASS_WITNESS_POLICY",
+        value_name = "FILE",
+        global = true
+    )]
+    pub witness_policy: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: WalletCommand,
@@ -170,6 +180,15 @@ pub fn run(args: WalletArgs) -> anyhow::Result<ExitCode> {
     if let Some(key) = &args.log_key {
         if wallet.pin_log_key(key).map_err(explain)? {
             eprintln!("note: the wallet now trusts the audit log key given with --log-key");
+        }
+    }
+    if let Some(path) = &args.witness_policy {
+        super::witness::read_policy(path)?;
+        let text = std::fs::read_to_string(path)?;
+        if wallet.pin_witness_policy(&text).map_err(explain)? {
+            eprintln!(
+                "note: the wallet now requires the witness policy given with --witness-policy"
+            );
         }
     }
     let server = args.server.unwrap_or_else(|| wallet.state().server.clone());

@@ -170,6 +170,17 @@ impl DirectoryCache {
         server_url: &str,
         now: OffsetDateTime,
     ) -> Result<(Self, SyncOutcome), VerifierError> {
+        Self::sync_checked(cache_dir, server_url, now, |_| Ok(()))
+    }
+
+    /// [`Self::sync`], storing the directory only if `accept` accepts it
+    /// (see [`super::witnessed`]); an unchanged one is checked again.
+    pub fn sync_checked(
+        cache_dir: &Path,
+        server_url: &str,
+        now: OffsetDateTime,
+        accept: impl FnOnce(&Directory) -> Result<(), VerifierError>,
+    ) -> Result<(Self, SyncOutcome), VerifierError> {
         let base = server_url.trim_end_matches('/');
         let url = format!("{base}/v1/directory");
         let previous = match Self::load(cache_dir) {
@@ -195,6 +206,7 @@ impl DirectoryCache {
         let status = response.status().as_u16();
         if status == 304 {
             if let Some(mut cache) = previous {
+                accept(&cache.directory)?;
                 cache.fetched_at = now;
                 cache.store(cache_dir)?;
                 return Ok((cache, SyncOutcome::NotModified));
@@ -220,6 +232,7 @@ impl DirectoryCache {
         let directory: Directory = serde_json::from_slice(&body)
             .map_err(|e| VerifierError::BadDirectory(format!("{url}: {e}")))?;
         let cache = Self::build(directory, now, Some(base.to_owned()), etag)?;
+        accept(&cache.directory)?;
         cache.store(cache_dir)?;
         Ok((cache, SyncOutcome::Updated))
     }

@@ -21,6 +21,7 @@
 
 mod cache;
 pub mod scan;
+pub mod witnessed;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,6 +53,10 @@ pub enum VerifierError {
     /// does not parse or does not match its id, a key id listed twice).
     #[error("the key directory is not usable: {0}")]
     BadDirectory(String),
+    /// With a witness policy: the directory is not what the witnessed
+    /// audit log publishes, or the log lacks a quorum; nothing was stored.
+    #[error("the key directory was refused: {0}")]
+    Unwitnessed(String),
     /// The server could not be reached.
     #[error("could not reach {url}: {detail}")]
     Network {

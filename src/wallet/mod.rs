@@ -293,6 +293,10 @@ pub struct WalletState {
     /// The last audit log checkpoint this wallet verified.
     #[serde(default)]
     pub log_checkpoint: Option<SavedCheckpoint>,
+    /// The witness policy (docs/witness.md) the log's checkpoint must
+    /// satisfy, once given: the file's text.
+    #[serde(default)]
+    pub witness_policy: Option<String>,
 }
 
 /// Which window to ask for.
@@ -366,6 +370,7 @@ impl Wallet {
                     passes: Vec::new(),
                     log_key: None,
                     log_checkpoint: None,
+                    witness_policy: None,
                 },
             }),
             other => other,
@@ -438,6 +443,20 @@ impl Wallet {
         Ok(replaced)
     }
 
+    /// Requires, from now on, that the log's checkpoint carry a quorum of
+    /// the witnesses of `policy` (a policy file's text; kept on the next
+    /// save). Returns whether it replaced another policy.
+    pub fn pin_witness_policy(&mut self, policy: &str) -> Result<bool, WalletError> {
+        crate::witness::WitnessPolicy::parse(policy)
+            .map_err(|e| WalletError::Input(format!("witness policy: {e}")))?;
+        if self.state.witness_policy.as_deref() == Some(policy) {
+            return Ok(false);
+        }
+        let replaced = self.state.witness_policy.is_some();
+        self.state.witness_policy = Some(policy.to_owned());
+        Ok(replaced)
+    }
+
     /// The pinned log key, or the one the server serves now, pinned and
     /// saved (trust on first use).
     fn log_key_or_first_use(&mut self, api: &Api) -> Result<String, WalletError> {
@@ -469,11 +488,20 @@ impl Wallet {
         now: OffsetDateTime,
     ) -> Result<(), WalletError> {
         let log_key = self.log_key_or_first_use(api)?;
-        let log = crate::auditor::fetch_log(api, &log_key).map_err(|e| match e {
-            LogError::Transport(e) => e,
-            LogError::BadLogKey(key) => WalletError::BadLogKey(key),
-            LogError::Failed(failure) => WalletError::AuditLog(failure.to_string()),
-        })?;
+        let policy = match &self.state.witness_policy {
+            Some(text) => Some(
+                crate::witness::WitnessPolicy::parse(text)
+                    .map_err(|e| WalletError::Input(format!("witness policy: {e}")))?,
+            ),
+            None => None,
+        };
+        let log = crate::auditor::fetch_witnessed_log(api, &log_key, policy.as_ref()).map_err(
+            |e| match e {
+                LogError::Transport(e) => e,
+                LogError::BadLogKey(key) => WalletError::BadLogKey(key),
+                LogError::Failed(failure) => WalletError::AuditLog(failure.to_string()),
+            },
+        )?;
         if let Some(previous) = &self.state.log_checkpoint {
             if previous.log_key == log_key {
                 if let Some(failure) = crate::auditor::consistency(previous, &log) {
