@@ -83,3 +83,10 @@ fn protocol_and_crypto_do_no_io_and_no_logging() {
         }
     }
 }
+
+#[test]
+fn only_the_witness_module_builds_cosignatures() {
+    // One implementation of cosignature/v1, used by the witness, the
+    // issuer's collector and every client's quorum check.
+    assert_only_under("cosignature/v1", &["src/witness/"]);
+}
