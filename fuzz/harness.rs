@@ -20,6 +20,9 @@ use blindpass::protocol::permit::Window;
 use blindpass::protocol::qr::{QR_PREFIX, decode_payload, encode_payload};
 use blindpass::protocol::token::{KeyId, Token, TokenChallenge, TokenRequest, TokenResponse};
 use blindpass::verifier::DirectoryCache;
+use blindpass::witness::{
+    CosignatureSigner, CosignatureVerifier, WitnessPolicy, encode_add_request, parse_add_request,
+};
 
 /// A harness: panics when an input breaks what must hold.
 pub type Harness = fn(&[u8]);
@@ -34,6 +37,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("keyring", keyring),
     ("master_slot", master_slot),
     ("http_bodies", http_bodies),
+    ("witness", witness),
 ];
 
 /// The seed of the log key the `note_tiles` target verifies under; its
@@ -41,6 +45,41 @@ pub const TARGETS: &[(&str, Harness)] = &[
 pub const LOG_SEED: [u8; 32] = [7; 32];
 /// The origin of that log.
 pub const LOG_ORIGIN: &str = "issuer.example/audit";
+
+/// The policy the `witness` target checks notes against: witnesses
+/// `w1.example`, `w2.example`, `w3.example` with seeds 1, 2, 3; quorum 2.
+pub fn witness_policy_text() -> String {
+    let mut text = String::new();
+    for i in 1..=3u8 {
+        let signer =
+            CosignatureSigner::new(&format!("w{i}.example"), &[i; 32]).expect("a valid key name");
+        text.push_str(&format!(
+            "witness {} http://127.0.0.1:{}\n",
+            signer.verifier_key(),
+            7380 + u16::from(i)
+        ));
+    }
+    text.push_str("quorum 2\n");
+    text
+}
+
+/// The witness's `add-checkpoint` body parser (canonical: a parsed body
+/// re-encodes to the input), the policy file parser, the cosigner key
+/// parser, and the quorum check on an arbitrary note.
+pub fn witness(data: &[u8]) {
+    if let Ok(request) = parse_add_request(data) {
+        let encoded = encode_add_request(request.old_size, &request.proof, &request.checkpoint);
+        assert_eq!(encoded, data, "add-checkpoint round trip");
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = WitnessPolicy::parse(text);
+        let _ = CosignatureVerifier::new(text.trim());
+    }
+    let policy = WitnessPolicy::parse(&witness_policy_text()).expect("the fixed policy parses");
+    if let Ok(quorum) = policy.check(data) {
+        assert!(quorum.cosigned_by.len() >= 2, "quorum below the policy's");
+    }
+}
 
 /// TokenRequest, Token, TokenResponse and TokenChallenge decoding; each
 /// format is canonical, so a successful decode re-encodes to the input.

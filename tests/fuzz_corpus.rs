@@ -77,7 +77,7 @@ fn replay_reports_a_panicking_input() {
 }
 
 mod seeds {
-    use super::harness::{LOG_ORIGIN, LOG_SEED};
+    use super::harness::{LOG_ORIGIN, LOG_SEED, witness_policy_text};
     use blindpass::audit::tlog::{LogSigner, StoredHashes, encode_bundle};
     use blindpass::audit::{Entry, Event};
     use blindpass::crypto::blind::IssuerSigningKey;
@@ -93,6 +93,7 @@ mod seeds {
     };
     use blindpass::vault::keyring::{DestroyedPeriod, KeyRing, LivePeriod, SigningKeyEntry};
     use blindpass::vault::master::PassphraseSlot;
+    use blindpass::witness::{CosignatureSigner, encode_add_request};
     use sha2::{Digest, Sha256};
     use std::fs;
     use time::macros::datetime;
@@ -310,5 +311,29 @@ mod seeds {
         ] {
             write("http_bodies", body.as_bytes());
         }
+
+        // witness: add-checkpoint bodies (first contact, and with a proof)
+        // over a checkpoint of the `note_tiles` log; that checkpoint with
+        // two and with one cosignature of the target's policy; the policy.
+        let log = LogSigner::new(LOG_ORIGIN, &LOG_SEED);
+        let mut tree = StoredHashes::default();
+        for i in 0..5u8 {
+            tree.append(&[i]).unwrap();
+        }
+        let note = log.sign_checkpoint(5, tree.root(5).unwrap()).unwrap();
+        write("witness", &encode_add_request(0, &[], &note));
+        let proof = tlog_tiles::prove_tree(5, 3, &tree).unwrap();
+        write("witness", &encode_add_request(3, &proof, &note));
+        let text = signed_note::Note::from_bytes(&note)
+            .unwrap()
+            .text()
+            .to_vec();
+        let mut cosigned = note.clone();
+        for i in 1..=2u8 {
+            let signer = CosignatureSigner::new(&format!("w{i}.example"), &[i; 32]).unwrap();
+            cosigned.extend_from_slice(&signer.signature_line(&text, 1_800_000_000));
+            write("witness", &cosigned);
+        }
+        write("witness", witness_policy_text().as_bytes());
     }
 }
