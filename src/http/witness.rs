@@ -114,6 +114,11 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Body) -> Resp
         Ok(result) => result,
         Err(_) => return Problem::internal().into_response(),
     };
+    // A refusal may be evidence of a misbehaving log (the spec lets the
+    // witness keep it): its kind goes to the log, nothing from the body.
+    if let Err(e) = &result {
+        tracing::info!(refusal = %e, "add-checkpoint refused");
+    }
     match result {
         Ok(line) => {
             let mut response = (StatusCode::OK, line).into_response();
