@@ -70,6 +70,18 @@ pub fn witness(data: &[u8]) {
     if let Ok(request) = parse_add_request(data) {
         let encoded = encode_add_request(request.old_size, &request.proof, &request.checkpoint);
         assert_eq!(encoded, data, "add-checkpoint round trip");
+        // The witness runs the proof through RFC 6962's check with the size
+        // it holds: any proof, any sizes, an answer and no panic.
+        let old = request.old_size.max(1);
+        for new in [old, old.saturating_add(1), old.saturating_mul(2)] {
+            let _ = tlog_tiles::check_tree(
+                &request.proof,
+                new,
+                tlog_tiles::Hash([0; 32]),
+                old,
+                tlog_tiles::Hash([0; 32]),
+            );
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = WitnessPolicy::parse(text);
