@@ -26,8 +26,10 @@ pub mod audit;
 pub mod auditor;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod crypto;
+pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

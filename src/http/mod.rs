@@ -218,10 +218,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::READYZ, get(health::readyz))
         .route(paths::METRICS, get(routes::metrics))
-        .route(
-            paths::RFC_DIRECTORY,
-            get(routes::rfc_directory),
-        )
+        .route(paths::RFC_DIRECTORY, get(routes::rfc_directory))
         .route(paths::DIRECTORY, get(routes::directory))
         .route(paths::RESIDENTS, post(routes::enrol))
         .route(paths::RESIDENT_ME, delete(routes::erase))

@@ -177,7 +177,11 @@ impl From<IssuerError> for Problem {
 pub fn for_status(status: StatusCode) -> Problem {
     use StatusCode as S;
     let (name, title, detail) = match status {
-        S::BAD_REQUEST => (ProblemType::BadRequest, "Bad request", "the request is malformed"),
+        S::BAD_REQUEST => (
+            ProblemType::BadRequest,
+            "Bad request",
+            "the request is malformed",
+        ),
         S::NOT_FOUND => (ProblemType::NotFound, "Not found", "no such resource"),
         S::METHOD_NOT_ALLOWED => (
             ProblemType::MethodNotAllowed,
@@ -194,9 +198,17 @@ pub fn for_status(status: StatusCode) -> Problem {
             "Unsupported media type",
             "send the content type docs/api.md names for this endpoint",
         ),
-        S::UNPROCESSABLE_ENTITY => (ProblemType::InvalidInput, "Invalid input", "the request is invalid"),
+        S::UNPROCESSABLE_ENTITY => (
+            ProblemType::InvalidInput,
+            "Invalid input",
+            "the request is invalid",
+        ),
         s if s.is_server_error() => return Problem::internal(),
-        _ => (ProblemType::BadRequest, "Bad request", "the request cannot be served"),
+        _ => (
+            ProblemType::BadRequest,
+            "Bad request",
+            "the request cannot be served",
+        ),
     };
     Problem::new(status, name, title, detail)
 }

@@ -7,17 +7,17 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{AppState, wire};
 use super::problem::Problem;
+use super::{AppState, wire};
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
-use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::IssuerError;
+use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
 use crate::protocol::api::{
     ChallengeQuery, Enrolled, Enrolment, ExtendPeriod, Login, NewSession, OpenPeriod, PeriodList,

@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ids::PeriodId;
@@ -18,7 +18,7 @@ use crate::ids::PeriodId;
 /// Route paths. Templates with `{…}` segments are the router's; the
 /// functions beside them fill the segments in for clients.
 pub mod paths {
-    use crate::ids::PeriodId;
+    use std::fmt::Display;
 
     /// Liveness.
     pub const HEALTHZ: &str = "/healthz";
@@ -53,13 +53,13 @@ pub mod paths {
     /// Hash tiles and entry bundles (router template).
     pub const AUDIT_TILE: &str = "/audit/tile/{*path}";
 
-    /// [`ADMIN_PERIOD_EXTEND`] for `id`.
-    pub fn admin_period_extend(id: &PeriodId) -> String {
+    /// [`ADMIN_PERIOD_EXTEND`] for the period `id` (a `PeriodId` or its hex).
+    pub fn admin_period_extend(id: impl Display) -> String {
         format!("{ADMIN_PERIODS}/{id}/extend")
     }
 
-    /// [`ADMIN_PERIOD_END`] for `id`.
-    pub fn admin_period_end(id: &PeriodId) -> String {
+    /// [`ADMIN_PERIOD_END`] for the period `id` (a `PeriodId` or its hex).
+    pub fn admin_period_end(id: impl Display) -> String {
         format!("{ADMIN_PERIODS}/{id}/end")
     }
 
@@ -224,6 +224,34 @@ pub struct ProblemDocument {
     pub detail: Option<String>,
 }
 
+/// What a resident gives at enrolment (without the password). The wallet
+/// sends it as an [`Enrolment`]; the issuer validates it
+/// (`issuer::resident`) and seals it as the resident's record, in this
+/// serialisation.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct PersonalData {
+    /// Full name as on the identity document.
+    pub full_name: String,
+    /// `YYYY-MM-DD`.
+    #[zeroize(skip)]
+    pub date_of_birth: Date,
+    /// Identity document number (letters and digits; spaces and dashes ignored).
+    pub document_number: String,
+    /// Home address.
+    pub address: String,
+    /// Phone number in international form, e.g. `+74951234567`.
+    pub phone: String,
+    /// Employer tax number, required by classes that say so.
+    #[serde(default)]
+    pub employer_tax_number: Option<String>,
+}
+
+impl fmt::Debug for PersonalData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PersonalData(<redacted>)")
+    }
+}
+
 /// `POST /v1/residents`: what a resident gives at enrolment, and the
 /// password. `date_of_birth` travels as `YYYY-MM-DD` text, so the server
 /// can name that field when it does not parse.
@@ -245,6 +273,25 @@ pub struct Enrolment {
     pub employer_tax_number: Option<String>,
     /// The password for later logins.
     pub password: String,
+}
+
+impl Enrolment {
+    /// The body for `data` and `password`.
+    pub fn new(data: &PersonalData, password: &str) -> Self {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        Self {
+            full_name: data.full_name.clone(),
+            // A `Date` always formats as `YYYY-MM-DD` with a four-digit
+            // year in range; should it ever not, the server refuses the
+            // empty field by name.
+            date_of_birth: data.date_of_birth.format(&format).unwrap_or_default(),
+            document_number: data.document_number.clone(),
+            address: data.address.clone(),
+            phone: data.phone.clone(),
+            employer_tax_number: data.employer_tax_number.clone(),
+            password: password.to_owned(),
+        }
+    }
 }
 
 impl fmt::Debug for Enrolment {

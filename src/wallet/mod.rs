@@ -23,7 +23,6 @@
 //! The wallet file holds bearer secrets (the session token and the passes
 //! themselves); it is created readable by its owner only.
 
-pub mod api;
 pub mod qr;
 
 use std::fmt;
@@ -35,15 +34,20 @@ use time::{Date, OffsetDateTime};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::auditor::{KeyProblem, LogError, SavedCheckpoint};
+use crate::client::{Client, ClientError, Problem};
 use crate::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
 use crate::crypto::secret::Passphrase;
-use crate::issuer::resident::PersonalData;
+use crate::protocol::api::{Enrolment, Login, NewSession, PersonalData, paths};
 use crate::protocol::directory::{Directory, PublishedKey};
 use crate::protocol::permit::{ClassName, Window, WindowKind};
 use crate::protocol::qr::{decode_payload, encode_payload};
 use crate::protocol::token::TokenChallenge;
 
-pub use api::{Api, Problem, RetryPolicy};
+pub use crate::protocol::api::Enrolled;
+
+/// The client's name before it served every role; the load generator
+/// still uses it.
+pub type Api = Client;
 
 /// The wallet file format version written by this code.
 const FORMAT_VERSION: u32 = 1;
@@ -173,6 +177,18 @@ pub enum WalletError {
     /// Input given by the user cannot be used.
     #[error("{0}")]
     Input(String),
+}
+
+impl From<ClientError> for WalletError {
+    fn from(err: ClientError) -> Self {
+        match err {
+            ClientError::Network { url, detail } => WalletError::Network { url, detail },
+            ClientError::Problem(problem) => WalletError::Problem(problem),
+            ClientError::UnexpectedResponse { status, detail } => {
+                WalletError::UnexpectedResponse { status, detail }
+            }
+        }
+    }
 }
 
 fn kind_name(kind: WindowKind) -> &'static str {
@@ -305,15 +321,6 @@ pub enum WindowChoice {
     Exactly(Window),
 }
 
-/// What enrolment answered.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Enrolled {
-    /// The new resident's id (hex).
-    pub resident_id: String,
-    /// The isolation period enrolled into (hex).
-    pub period_id: String,
-}
-
 /// A wallet file, loaded.
 #[derive(Debug)]
 pub struct Wallet {
@@ -411,11 +418,11 @@ impl Wallet {
                 detail: e.to_string(),
             }
         })?);
-        let path = crate::verifier::with_explicit_parent(&self.path);
+        let path = crate::fsutil::with_explicit_parent(&self.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        crate::vault::fsutil::atomic_write(&path, &json).map_err(io)
+        crate::fsutil::atomic_write(&path, &json).map_err(io)
     }
 
     /// The pinned audit log key, if any.
@@ -440,11 +447,11 @@ impl Wallet {
 
     /// The pinned log key, or the one the server serves now, pinned and
     /// saved (trust on first use).
-    fn log_key_or_first_use(&mut self, api: &Api) -> Result<String, WalletError> {
+    fn log_key_or_first_use(&mut self, api: &Client) -> Result<String, WalletError> {
         if let Some(key) = &self.state.log_key {
             return Ok(key.clone());
         }
-        let body = api.get_bytes("/audit/key")?;
+        let body = api.get_bytes(paths::AUDIT_KEY)?;
         let key = String::from_utf8_lossy(&body).trim().to_owned();
         if crate::auditor::check_log_key(&key).is_err() {
             return Err(WalletError::UnexpectedResponse {
@@ -462,7 +469,7 @@ impl Wallet {
     /// remembers the verified checkpoint.
     fn check_key_logged(
         &mut self,
-        api: &Api,
+        api: &Client,
         published: &PublishedKey,
         class: &ClassName,
         window: &Window,
@@ -470,7 +477,7 @@ impl Wallet {
     ) -> Result<(), WalletError> {
         let log_key = self.log_key_or_first_use(api)?;
         let log = crate::auditor::fetch_log(api, &log_key).map_err(|e| match e {
-            LogError::Transport(e) => e,
+            LogError::Transport(e) => e.into(),
             LogError::BadLogKey(key) => WalletError::BadLogKey(key),
             LogError::Failed(failure) => WalletError::AuditLog(failure.to_string()),
         })?;
@@ -498,7 +505,7 @@ impl Wallet {
         Ok(())
     }
 
-    fn remember_server(&mut self, api: &Api) {
+    fn remember_server(&mut self, api: &Client) {
         if self.state.server != api.base_url() {
             self.state.server = api.base_url().to_owned();
         }
@@ -508,12 +515,12 @@ impl Wallet {
     /// Records the resident and period ids; does not log in.
     pub fn enrol(
         &mut self,
-        api: &Api,
+        api: &Client,
         data: &PersonalData,
         password: &Passphrase,
     ) -> Result<Enrolled, WalletError> {
-        let body = enrol_body(data, password)?;
-        let enrolled: Enrolled = api.post_json_expect("/v1/residents", &body, None, 201)?;
+        let body = Enrolment::new(data, password_text(password)?);
+        let enrolled: Enrolled = api.post_json(paths::RESIDENTS, &body, None, 201)?;
         self.remember_server(api);
         self.state.resident_id = Some(enrolled.resident_id.clone());
         self.state.period_id = Some(enrolled.period_id.clone());
@@ -524,29 +531,15 @@ impl Wallet {
     /// `POST /v1/sessions`: logs in and keeps the session token.
     pub fn login(
         &mut self,
-        api: &Api,
+        api: &Client,
         document_number: &str,
         password: &Passphrase,
     ) -> Result<&Session, WalletError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            document_number: &'a str,
-            password: &'a str,
-        }
-        #[derive(Deserialize)]
-        struct LoggedIn {
-            session_token: String,
-            #[serde(with = "time::serde::rfc3339")]
-            expires_at: OffsetDateTime,
-        }
-        let body = Zeroizing::new(
-            serde_json::to_vec(&Body {
-                document_number,
-                password: password_text(password)?,
-            })
-            .map_err(|e| WalletError::Input(e.to_string()))?,
-        );
-        let mut answer: LoggedIn = api.post_json_expect("/v1/sessions", &body, None, 201)?;
+        let body = Login {
+            document_number: document_number.to_owned(),
+            password: password_text(password)?.to_owned(),
+        };
+        let mut answer: NewSession = api.post_json(paths::SESSIONS, &body, None, 201)?;
         let token = SessionToken::new(std::mem::take(&mut answer.session_token));
         self.remember_server(api);
         self.state.session = Some(Session {
@@ -559,16 +552,16 @@ impl Wallet {
 
     /// `DELETE /v1/sessions`: ends the session on the server, then forgets
     /// it. A session the server no longer knows is forgotten too.
-    pub fn logout(&mut self, api: &Api) -> Result<(), WalletError> {
+    pub fn logout(&mut self, api: &Client) -> Result<(), WalletError> {
         let session = self
             .state
             .session
             .as_ref()
             .ok_or(WalletError::NotLoggedIn)?;
-        match api.delete_expect_no_content("/v1/sessions", session.token.expose_secret()) {
+        match api.delete(paths::SESSIONS, session.token.expose_secret()) {
             Ok(()) => {}
-            Err(WalletError::Problem(p)) if p.status == 401 => {}
-            Err(e) => return Err(e),
+            Err(ClientError::Problem(p)) if p.status == 401 => {}
+            Err(e) => return Err(e.into()),
         }
         self.state.session = None;
         self.save()
@@ -577,9 +570,11 @@ impl Wallet {
     /// `DELETE /v1/residents/me`: erases the enrolment on the server now.
     /// The session and ids are forgotten; passes already obtained stay
     /// (they do not name the resident and remain valid in their windows).
-    pub fn erase(&mut self, api: &Api) -> Result<(), WalletError> {
+    pub fn erase(&mut self, api: &Client) -> Result<(), WalletError> {
         let token = self.session()?.token.clone();
-        let result = api.delete_expect_no_content("/v1/residents/me", token.expose_secret());
+        let result = api
+            .delete(paths::RESIDENT_ME, token.expose_secret())
+            .map_err(WalletError::from);
         self.forget_dead_session(&result)?;
         result?;
         self.state.session = None;
@@ -618,7 +613,7 @@ impl Wallet {
     /// twice against the quota.
     pub fn request(
         &mut self,
-        api: &Api,
+        api: &Client,
         class: &ClassName,
         choice: WindowChoice,
         now: OffsetDateTime,
@@ -642,7 +637,9 @@ impl Wallet {
         let (request, pending) = begin_issuance(&key, digest).map_err(|_| {
             WalletError::BadDirectory(format!("key {} cannot blind a token", published.key_id))
         })?;
-        let result = api.token_request(session.expose_secret(), class, &window, &request);
+        let result = api
+            .token_request(session.expose_secret(), class, &window, &request)
+            .map_err(WalletError::from);
         self.forget_dead_session(&result)?;
         let response = result?;
         let token = finalize(&pending, &response).map_err(|_| WalletError::BadSignature)?;
@@ -739,46 +736,6 @@ fn password_text(password: &Passphrase) -> Result<&str, WalletError> {
         .map_err(|_| WalletError::Input("the password is not valid UTF-8".into()))
 }
 
-/// The enrolment body of `docs/api.md`, in a buffer wiped on drop (it holds
-/// personal data and the password).
-fn enrol_body(
-    data: &PersonalData,
-    password: &Passphrase,
-) -> Result<Zeroizing<Vec<u8>>, WalletError> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        full_name: &'a str,
-        date_of_birth: &'a str,
-        document_number: &'a str,
-        address: &'a str,
-        phone: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        employer_tax_number: Option<&'a str>,
-        password: &'a str,
-    }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date_of_birth = Zeroizing::new(
-        data.date_of_birth
-            .format(&format)
-            .map_err(|e| WalletError::Input(format!("date_of_birth: {e}")))?,
-    );
-    let mut out = Zeroizing::new(Vec::new());
-    serde_json::to_writer(
-        &mut *out,
-        &Body {
-            full_name: &data.full_name,
-            date_of_birth: &date_of_birth,
-            document_number: &data.document_number,
-            address: &data.address,
-            phone: &data.phone,
-            employer_tax_number: data.employer_tax_number.as_deref(),
-            password: password_text(password)?,
-        },
-    )
-    .map_err(|e| WalletError::Input(e.to_string()))?;
-    Ok(out)
-}
-
 /// Writes an output file holding a pass (a PNG or SVG of its QR code):
 /// created readable by its owner only, since the picture is the pass.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), WalletError> {
@@ -792,7 +749,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), WalletError> 
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(io)?;
     // `mode` applies only when the file is created; tighten an existing one.
-    crate::vault::fsutil::set_owner_only(path, 0o600).map_err(io)?;
+    crate::fsutil::set_owner_only(path, 0o600).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)
 }
@@ -953,7 +910,7 @@ mod tests {
             phone: "+74951234567".into(),
             employer_tax_number: None,
         };
-        let body = enrol_body(&data, &Passphrase::new("long enough pw".into())).unwrap();
+        let body = serde_json::to_vec(&Enrolment::new(&data, "long enough pw")).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["date_of_birth"], "1990-05-17");
         assert_eq!(json["password"], "long enough pw");
