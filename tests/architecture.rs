@@ -461,7 +461,11 @@ fn every_import_between_modules_follows_the_layer_table() {
     let edges = edges_in_src();
     // The scan sees imports: the service core is imported by its faces.
     assert!(edges.iter().any(|e| e.from == "http" && e.to == "issuer"));
-    assert!(edges.iter().any(|e| e.from == "wallet" && e.to == "protocol"));
+    assert!(
+        edges
+            .iter()
+            .any(|e| e.from == "wallet" && e.to == "protocol")
+    );
     let found = violations(&edges);
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
