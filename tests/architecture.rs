@@ -94,152 +94,31 @@ fn protocol_and_crypto_do_no_io_and_no_logging() {
 // exist (yet) is harmless.
 
 /// `(layer, module, may import)`. Higher layers sit on lower ones.
+#[rustfmt::skip]
 const LAYERS: &[(u8, &str, &[&str])] = &[
     // Faces.
-    (
-        9,
-        "cli",
-        &[
-            "bench",
-            "service",
-            "http",
-            "scheduler",
-            "issuer",
-            "store",
-            "vault",
-            "audit",
-            "wallet",
-            "verifier",
-            "auditor",
-            "client",
-            "crypto",
-            "protocol",
-            "clock",
-            "ids",
-            "fsutil",
-        ],
-    ),
-    (
-        8,
-        "bench",
-        &[
-            "service",
-            "http",
-            "scheduler",
-            "issuer",
-            "store",
-            "vault",
-            "audit",
-            "wallet",
-            "verifier",
-            "auditor",
-            "client",
-            "crypto",
-            "protocol",
-            "clock",
-            "ids",
-            "fsutil",
-        ],
-    ),
-    (
-        8,
-        "fuzzing",
-        &[
-            "http", "issuer", "store", "vault", "audit", "verifier", "auditor", "crypto",
-            "protocol", "clock", "ids", "fsutil",
-        ],
-    ),
+    (9, "cli",       &["bench", "fuzzing", "service", "http", "scheduler", "issuer", "store", "vault", "audit", "wallet", "verifier", "auditor", "client", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (8, "bench",     &["service", "http", "scheduler", "issuer", "store", "vault", "audit", "wallet", "verifier", "auditor", "client", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (8, "fuzzing",   &["service", "http", "scheduler", "issuer", "store", "vault", "audit", "wallet", "verifier", "auditor", "client", "crypto", "protocol", "clock", "ids", "fsutil"]),
     // The server.
-    (
-        7,
-        "service",
-        &[
-            "http",
-            "scheduler",
-            "issuer",
-            "store",
-            "vault",
-            "audit",
-            "crypto",
-            "protocol",
-            "clock",
-            "ids",
-            "fsutil",
-        ],
-    ),
-    (
-        6,
-        "http",
-        &[
-            "scheduler",
-            "issuer",
-            "store",
-            "vault",
-            "audit",
-            "crypto",
-            "protocol",
-            "clock",
-            "ids",
-            "fsutil",
-        ],
-    ),
-    (
-        5,
-        "scheduler",
-        &[
-            "issuer", "store", "vault", "audit", "crypto", "protocol", "clock", "ids",
-        ],
-    ),
-    (
-        4,
-        "issuer",
-        &[
-            "store", "vault", "audit", "crypto", "protocol", "clock", "ids", "fsutil",
-        ],
-    ),
-    (
-        3,
-        "store",
-        &["crypto", "protocol", "clock", "ids", "fsutil"],
-    ),
-    (
-        3,
-        "vault",
-        &["crypto", "protocol", "clock", "ids", "fsutil"],
-    ),
+    (7, "service",   &["http", "scheduler", "issuer", "store", "vault", "audit", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (6, "http",      &["scheduler", "issuer", "store", "vault", "audit", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (5, "scheduler", &["issuer", "store", "vault", "audit", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (4, "issuer",    &["store", "vault", "audit", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (3, "store",     &["crypto", "protocol", "clock", "ids", "fsutil"]),
+    (3, "vault",     &["crypto", "protocol", "clock", "ids", "fsutil"]),
     // The client side.
-    (
-        6,
-        "wallet",
-        &[
-            "auditor", "verifier", "client", "audit", "crypto", "protocol", "clock", "ids",
-            "fsutil",
-        ],
-    ),
-    (
-        5,
-        "auditor",
-        &[
-            "client", "audit", "crypto", "protocol", "clock", "ids", "fsutil",
-        ],
-    ),
-    (
-        5,
-        "verifier",
-        &["client", "crypto", "protocol", "clock", "ids", "fsutil"],
-    ),
-    (4, "client", &["protocol", "ids"]),
+    (6, "wallet",    &["auditor", "verifier", "client", "audit", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (5, "auditor",   &["client", "audit", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (5, "verifier",  &["client", "crypto", "protocol", "clock", "ids", "fsutil"]),
+    (4, "client",    &["protocol", "ids"]),
     // Shared by both sides.
-    (
-        3,
-        "audit",
-        &["crypto", "protocol", "clock", "ids", "fsutil"],
-    ),
-    (2, "crypto", &["protocol", "ids"]),
-    (1, "protocol", &["ids"]),
-    (0, "clock", &[]),
-    (0, "ids", &[]),
-    (0, "fsutil", &[]),
+    (3, "audit",     &["crypto", "protocol", "clock", "ids", "fsutil"]),
+    (2, "crypto",    &["protocol", "ids"]),
+    (1, "protocol",  &["ids"]),
+    (0, "clock",     &[]),
+    (0, "ids",       &[]),
+    (0, "fsutil",    &[]),
 ];
 
 /// Files allowed one import their module's row does not grant, and why.
@@ -518,4 +397,35 @@ fn the_import_parser_reads_every_form() {
     assert_eq!(nested, ["alpha", "beta", "delta", "eps", "eta", "gamma"]);
     assert_eq!(module_path("src/a/mod.rs"), ["a"]);
     assert_eq!(module_path("src/a/b.rs"), ["a", "b"]);
+}
+
+#[test]
+fn lib_rs_and_architecture_md_give_each_module_its_layer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for doc in ["src/lib.rs", "docs/architecture.md"] {
+        let text = fs::read_to_string(root.join(doc)).unwrap();
+        // Rows `| <layer> | <modules> | <may import> |`.
+        let rows: Vec<(String, String)> = text
+            .lines()
+            .map(|l| l.trim_start_matches("//!").trim())
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let layer = cells.get(1)?;
+                layer.parse::<u8>().ok()?;
+                Some((layer.to_string(), cells.get(2)?.to_string()))
+            })
+            .collect();
+        for (layer, module, _) in LAYERS {
+            let cell = format!("`{module}`");
+            let (found, _) = rows
+                .iter()
+                .find(|(_, modules)| modules.contains(&cell))
+                .unwrap_or_else(|| panic!("{doc} has no layer row for {module}"));
+            assert_eq!(
+                *found,
+                layer.to_string(),
+                "{doc} puts {module} in another layer"
+            );
+        }
+    }
 }
