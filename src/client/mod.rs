@@ -7,7 +7,10 @@
 //! message).
 //!
 //! [`Client`] is cheap to clone (the connection pool is shared) and knows
-//! nothing of any role; it speaks only the wire contract.
+//! nothing of any role; it speaks only the wire contract. Callers that
+//! count every answer themselves (the load generator) use
+//! [`Client::post_raw`] and [`Client::get_raw`], which return the [`Reply`]
+//! as it came.
 
 use std::time::Duration as StdDuration;
 
@@ -119,11 +122,29 @@ pub enum Conditional {
     },
 }
 
-/// What came back: a status, an `ETag` and a body, read in full.
-struct Reply {
-    status: u16,
-    etag: Option<String>,
-    body: Vec<u8>,
+/// An answer read in full, for callers that judge every status
+/// themselves (the load generator counts them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `ETag`, if any.
+    pub etag: Option<String>,
+    /// The `Retry-After` in seconds, if any.
+    pub retry_after_s: Option<u64>,
+    /// The body (at most 4 MiB).
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The problem type of an error answer, if it carries a problem
+    /// document of a known type.
+    pub fn problem_type(&self) -> Option<ProblemType> {
+        match error_of(self) {
+            ClientError::Problem(problem) => problem.kind,
+            _ => None,
+        }
+    }
 }
 
 /// A client of one blindpass server.
@@ -192,13 +213,23 @@ impl Client {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let retry_after_s = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = response
             .into_body()
             .into_with_config()
             .limit(MAX_BODY_BYTES)
             .read_to_vec()
             .map_err(|e| self.network(url, &e))?;
-        Ok(Reply { status, etag, body })
+        Ok(Reply {
+            status,
+            etag,
+            retry_after_s,
+            body,
+        })
     }
 
     /// Sends a JSON body serialized into a buffer that is wiped on drop
@@ -241,6 +272,30 @@ impl Client {
         }
         let response = request.call().map_err(|e| self.network(&url, &e))?;
         self.finish(&url, response)
+    }
+
+    /// `POST` raw `body` bytes of `content_type`, with an optional bearer
+    /// token, once; any status is returned as it came.
+    pub fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> Result<Reply, ClientError> {
+        let url = self.url(path);
+        let mut request = self.agent.post(&url).header("Content-Type", content_type);
+        if let Some(token) = bearer {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request.send(body).map_err(|e| self.network(&url, &e))?;
+        self.finish(&url, response)
+    }
+
+    /// `GET` with an optional bearer token, once; any status is returned
+    /// as it came.
+    pub fn get_raw(&self, path: &str, bearer: Option<&str>) -> Result<Reply, ClientError> {
+        self.get(path, bearer, None)
     }
 
     /// `POST` `body` as JSON and decode the answer, which must have status
@@ -427,6 +482,7 @@ mod tests {
         Reply {
             status,
             etag: None,
+            retry_after_s: None,
             body: body.to_vec(),
         }
     }
@@ -439,6 +495,7 @@ mod tests {
         );
         match error_of(&answer) {
             ClientError::Problem(p) => {
+                assert_eq!(answer.problem_type(), Some(ProblemType::QuotaExceeded));
                 assert_eq!(p.kind, Some(ProblemType::QuotaExceeded));
                 assert!(p.is(ProblemType::QuotaExceeded));
                 assert_eq!(p.title, "Weekly quota exceeded");
@@ -467,6 +524,96 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A one-connection HTTP server that records each request head and
+    /// answers it with `respond(head)`.
+    fn serve(
+        respond: impl Fn(&str) -> String + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for stream in listener.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line.to_ascii_lowercase());
+                }
+                stream.write_all(respond(&head).as_bytes()).unwrap();
+                heads.push(head);
+            }
+            heads
+        });
+        (base, handle)
+    }
+
+    fn response(status: &str, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn conditional_get_sends_the_etag_and_reads_304_as_not_modified() {
+        let (base, server) = serve(|head| {
+            if head.contains("if-none-match: \"v1\"") {
+                response("304 Not Modified", "etag: \"v1\"\r\n", "")
+            } else {
+                response("200 OK", "etag: \"v1\"\r\n", "{}")
+            }
+        });
+        let client = Client::new(&base);
+        assert_eq!(
+            client.get_conditional(paths::DIRECTORY, None).unwrap(),
+            Conditional::Fresh {
+                body: b"{}".to_vec(),
+                etag: Some("\"v1\"".into())
+            }
+        );
+        assert_eq!(
+            client
+                .get_conditional(paths::DIRECTORY, Some("\"v1\""))
+                .unwrap(),
+            Conditional::NotModified
+        );
+        let heads = server.join().unwrap();
+        assert!(!heads[0].contains("if-none-match"));
+        assert!(heads[1].starts_with("get /v1/directory "));
+    }
+
+    #[test]
+    fn raw_replies_keep_status_retry_after_and_problem_type() {
+        let (base, server) = serve(|_| {
+            response(
+                "503 Service Unavailable",
+                "retry-after: 2\r\ncontent-type: application/problem+json\r\n",
+                r#"{"type":"https://blindpass.dev/problems/overloaded","title":"Overloaded","status":503}"#,
+            )
+        });
+        let client = Client::new(&base);
+        let reply = client
+            .post_raw(paths::TOKEN_REQUEST, media::TOKEN_REQUEST, Some("s"), b"x")
+            .unwrap();
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.retry_after_s, Some(2));
+        assert_eq!(reply.problem_type(), Some(ProblemType::Overloaded));
+        match client.get_bytes(paths::AUDIT_KEY) {
+            Err(ClientError::Problem(p)) => assert!(p.is(ProblemType::Overloaded)),
+            other => panic!("{other:?}"),
+        }
+        let heads = server.join().unwrap();
+        assert!(heads[0].contains("authorization: bearer s"));
+        assert!(heads[0].contains("content-type: application/private-token-request"));
     }
 
     #[test]
