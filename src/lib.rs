@@ -5,6 +5,7 @@
 //! A map of the crate (dependencies point downwards only):
 //!
 //! - [`cli`] — argument parsing and output; the only place reading argv/env.
+//! - [`service`] — the issuer service's start-up order and shutdown, one function for every caller.
 //! - [`http`] — axum routes and error mapping; the only place knowing axum.
 //! - [`wallet`], [`verifier`], [`auditor`] — the resident's, the verifier's and the auditor's client sides.
 //! - [`issuer`] — the core: periods, enrolment, signing keys, destruction.
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod issuer;
 pub mod protocol;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod vault;
 pub mod verifier;

@@ -61,6 +61,9 @@ pub enum BenchError {
     /// The file system failed (scratch directories).
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The in-process server did not start.
+    #[error("starting the server: {0}")]
+    Service(#[from] crate::service::ServiceError),
 }
 
 /// The machine a figure was measured on.
