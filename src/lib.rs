@@ -15,7 +15,6 @@
 //! - [`crypto`] — secret types, sealing, KDFs, blind RSA; no I/O.
 //! - [`protocol`] — RFC 9578 wire formats, QR payload, directory; no I/O.
 //! - [`scheduler`] — the cron job that runs the deadline-driven destruction.
-//! - [`bench`] — the load generator behind `blindpass bench`.
 //! - [`clock`], [`ids`] — injected time and random identifiers.
 //!
 //! `docs/architecture.md` explains the design and its invariants.
@@ -25,7 +24,6 @@
 
 pub mod audit;
 pub mod auditor;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod crypto;

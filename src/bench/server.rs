@@ -11,12 +11,12 @@ use std::sync::Arc;
 use time::Duration;
 
 use super::{BenchError, ScratchDir};
-use crate::clock::SystemClock;
-use crate::crypto::kdf::Argon2Params;
-use crate::crypto::secret::{Passphrase, random_32};
-use crate::http::HttpConfig;
-use crate::issuer::{Authority, AuthorityConfig};
-use crate::service::{
+use blindpass::clock::SystemClock;
+use blindpass::crypto::kdf::Argon2Params;
+use blindpass::crypto::secret::{Passphrase, random_32};
+use blindpass::http::HttpConfig;
+use blindpass::issuer::{Authority, AuthorityConfig};
+use blindpass::service::{
     AdminToken, Expiry, FirstPeriod, Listen, RunningService, Service, ServiceConfig,
 };
 
@@ -63,7 +63,7 @@ impl InProcessServer {
             http: http.clone(),
             admin_token: AdminToken::Given(admin_token.clone()),
             listen: Listen::Bound(listener),
-            expiry: Expiry::Cron(crate::scheduler::EVERY_MINUTE.to_owned()),
+            expiry: Expiry::Cron(blindpass::scheduler::EVERY_MINUTE.to_owned()),
             first_period: Some(FirstPeriod {
                 name: "bench".into(),
                 length: Duration::days(14),
