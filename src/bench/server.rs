@@ -228,3 +228,29 @@ impl Connection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blindpass::audit::Event;
+
+    /// The load generator's server goes through the service's start-up:
+    /// its audit log shows the start, and the period and keys it needs.
+    #[test]
+    fn the_in_process_server_starts_as_the_service_does() {
+        let scratch = tempfile::tempdir().unwrap();
+        let server = InProcessServer::start(scratch.path(), bench_http_config()).unwrap();
+        let entries = server.authority().journal().entries().unwrap();
+        let at = |wanted: fn(&Event) -> bool| entries.iter().position(|e| wanted(&e.event));
+        let opened = at(|e| matches!(e, Event::PeriodOpened { .. }));
+        let started = at(|e| matches!(e, Event::ServiceStarted));
+        let keys = at(|e| matches!(e, Event::SigningKeyPublished { .. }));
+        let (Some(opened), Some(started), Some(keys)) = (opened, started, keys) else {
+            panic!("a start-up step is missing from the audit log");
+        };
+        assert!(opened < started && started < keys);
+        assert!(server.authority().current_period().is_ok());
+        let stream = std::net::TcpStream::connect(server.url().trim_start_matches("http://"));
+        assert!(stream.is_ok(), "not accepting");
+    }
+}
