@@ -1,5 +1,7 @@
 //! `blindpass serve`: opens (or creates) a data directory and runs the
-//! issuer over HTTP.
+//! issuer over HTTP. The arguments, the passphrase, logging and process
+//! hardening are this file's; the start-up itself is [`Service::start`]'s,
+//! the same as the tests' and the load generator's servers go through.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
