@@ -5,7 +5,7 @@
 //! A map of the crate:
 //!
 //! - [`cli`] — argument parsing and output; the only place reading argv/env.
-//! - [`bench`] — the load generator behind `blindpass bench`.
+//! - [`service`] — the issuer service's start-up order and shutdown, one function for every caller.
 //! - [`http`] — axum routes and error mapping; the only place knowing axum.
 //! - [`scheduler`] — the cron job that runs the deadline-driven destruction.
 //! - [`issuer`] — the core: periods, enrolment, signing keys, destruction.
@@ -20,20 +20,23 @@
 //! - [`clock`], [`ids`], [`fsutil`] — injected time, random identifiers,
 //!   durable file writes.
 //!
+//! The load generator (`src/bench/`, `blindpass bench`) is part of the
+//! binary, not of this library.
+//!
 //! Imports point downwards only. Each module may import the modules listed
 //! beside it, all in lower layers (`tests/architecture.rs` checks every
-//! `crate::` path in `src/` against this table and fails on any other import
-//! or a circle):
+//! `crate::` and `blindpass::` path in `src/` against this table and fails
+//! on any other import or a circle):
 //!
 //! | layer | module | may import |
 //! |---|---|---|
 //! | 9 | `cli` | everything below |
-//! | 8 | `bench`, `fuzzing` | everything below |
-//! | 7 | `service` (start-up) | `http` and the server below it |
+//! | 8 | `bench` (in the binary), `fuzzing` | everything below |
+//! | 7 | `service` | `http` and the server below it |
 //! | 6 | `http` | `scheduler`, `issuer`, `store`, `vault`, `audit`, base |
 //! | 6 | `wallet` | `auditor`, `verifier`, `client`, `audit`, base |
 //! | 5 | `scheduler` | `issuer`, `store`, `vault`, `audit`, base |
-//! | 5 | `auditor`, `verifier` | `client`, `audit` (`verifier`: not `audit`), base |
+//! | 5 | `auditor`, `verifier` | `client`, base; `auditor` also `audit` |
 //! | 4 | `issuer` | `store`, `vault`, `audit`, base |
 //! | 4 | `client` | `protocol`, `ids` |
 //! | 3 | `store`, `vault`, `audit` | base |
@@ -54,7 +57,6 @@
 
 pub mod audit;
 pub mod auditor;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -67,6 +69,7 @@ pub mod ids;
 pub mod issuer;
 pub mod protocol;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod vault;
 pub mod verifier;

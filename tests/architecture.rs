@@ -173,38 +173,13 @@ fn ident(s: &str) -> &str {
 }
 
 /// The top-level modules that `code` (the file of module `path`) names
-/// through `crate::` (also `$crate::` and `use crate::{a, b::c}`) or
-/// through `super::` chains that climb to the crate root.
+/// through `crate::` (also `$crate::` and `use crate::{a, b::c}`), through
+/// `blindpass::` (the library, as the binary's files reach it) or through
+/// `super::` chains that climb to the crate root.
 fn imports_of(path: &[String], code: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(found) = code[at..].find("crate::") {
-        let start = at + found;
-        at = start + "crate::".len();
-        if code[..start].chars().next_back().is_some_and(is_ident) {
-            continue;
-        }
-        let rest = &code[at..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // `crate::{a::X, b}`: the first segment of each item at depth 0.
-            let mut depth = 0usize;
-            let mut item_start = true;
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item_start = true,
-                    c if item_start && is_ident(c) => {
-                        out.push(ident(&group[i..]).to_owned());
-                        item_start = false;
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            out.push(ident(rest).to_owned());
-        }
+    for root in ["crate::", "blindpass::"] {
+        root_imports(root, code, &mut out);
     }
     // `super::` from depth d climbs one level; from `src/a/mod.rs` or
     // `src/a.rs` (depth 1) it reaches the root.
@@ -231,6 +206,40 @@ fn imports_of(path: &[String], code: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Adds to `out` the first segment of every path in `code` below `root`
+/// (`crate::` or `blindpass::`), grouped imports included.
+fn root_imports(root: &str, code: &str, out: &mut Vec<String>) {
+    let mut at = 0;
+    while let Some(found) = code[at..].find(root) {
+        let start = at + found;
+        at = start + root.len();
+        if code[..start].chars().next_back().is_some_and(is_ident) {
+            continue;
+        }
+        let rest = &code[at..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // `crate::{a::X, b}`: the first segment of each item at depth 0.
+            let mut depth = 0usize;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && is_ident(c) => {
+                        out.push(ident(&group[i..]).to_owned());
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            out.push(ident(rest).to_owned());
+        }
+    }
 }
 
 /// Every import between different top-level modules in `src/`.
@@ -385,16 +394,22 @@ fn a_planted_upward_import_or_circle_fails() {
 fn the_import_parser_reads_every_form() {
     let code = code_of(
         "use crate::{alpha::X, beta};\nuse crate::{\n    gamma::{Y, Z},\n    delta,\n};\n\
-         // crate::commented\nfn f() { $crate::eps::g(); super::zeta::h(); super::super::eta::i(); }\n",
+         // crate::commented\nfn f() { $crate::eps::g(); super::zeta::h(); super::super::eta::i(); }\n\
+         use blindpass::theta::K;\n",
     );
     let top = imports_of(&["m".into()], &code);
     // (`super::super::` is not valid at depth 1; it is read as the root.)
     assert_eq!(
         top,
-        ["alpha", "beta", "delta", "eps", "eta", "gamma", "zeta"]
+        [
+            "alpha", "beta", "delta", "eps", "eta", "gamma", "theta", "zeta"
+        ]
     );
     let nested = imports_of(&["m".into(), "n".into()], &code);
-    assert_eq!(nested, ["alpha", "beta", "delta", "eps", "eta", "gamma"]);
+    assert_eq!(
+        nested,
+        ["alpha", "beta", "delta", "eps", "eta", "gamma", "theta"]
+    );
     assert_eq!(module_path("src/a/mod.rs"), ["a"]);
     assert_eq!(module_path("src/a/b.rs"), ["a", "b"]);
 }
