@@ -45,6 +45,9 @@ pub enum ClientError {
     /// The server refused, with an RFC 9457 problem document.
     #[error("{0}")]
     Problem(Problem),
+    /// The request body could not be written (nothing was sent).
+    #[error("the request cannot be written: {0}")]
+    Request(String),
     /// The server answered something that is not the documented answer.
     #[error("unexpected answer from the server (HTTP {status}): {detail}")]
     UnexpectedResponse {
@@ -241,10 +244,8 @@ impl Client {
         bearer: Option<&str>,
     ) -> Result<Reply, ClientError> {
         let mut bytes = Zeroizing::new(Vec::new());
-        serde_json::to_writer(&mut *bytes, body).map_err(|e| ClientError::UnexpectedResponse {
-            status: 0,
-            detail: format!("the request body cannot be written: {e}"),
-        })?;
+        serde_json::to_writer(&mut *bytes, body)
+            .map_err(|e| ClientError::Request(e.to_string()))?;
         let url = self.url(path);
         let mut request = self.agent.post(&url).header("Content-Type", media::JSON);
         if let Some(token) = bearer {

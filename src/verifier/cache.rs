@@ -210,6 +210,10 @@ impl DirectoryCache {
                     title: None,
                 });
             }
+            // A `GET` has no body to write.
+            Err(ClientError::Request(detail)) => {
+                return Err(VerifierError::Network { url, detail });
+            }
         };
         let directory: Directory = serde_json::from_slice(&body)
             .map_err(|e| VerifierError::BadDirectory(format!("{url}: {e}")))?;

@@ -173,6 +173,7 @@ impl From<ClientError> for WalletError {
             ClientError::UnexpectedResponse { status, detail } => {
                 WalletError::UnexpectedResponse { status, detail }
             }
+            ClientError::Request(detail) => WalletError::Input(detail),
         }
     }
 }
