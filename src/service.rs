@@ -67,6 +67,8 @@ pub struct ServiceConfig {
     pub listen: Listen,
     /// When expiry passes run after the one at start.
     pub expiry: Expiry,
+    /// How often signing keys are topped up while it runs ([`KEY_REFRESH`]).
+    pub key_refresh: std::time::Duration,
     /// A period to open at start if none is open.
     pub first_period: Option<FirstPeriod>,
     /// Async worker threads [default: one per core].
@@ -198,6 +200,7 @@ impl Service {
             admin_token,
             listen,
             expiry,
+            key_refresh,
             first_period,
             worker_threads,
             thread_name,
@@ -268,7 +271,15 @@ impl Service {
             None => "blindpass-serve".to_owned(),
         };
         let thread = std::thread::Builder::new().name(main_name).spawn(move || {
-            let outcome = runtime.block_on(run(served, state, listen, expiry, ready_tx, stop_rx));
+            let outcome = runtime.block_on(run(
+                served,
+                state,
+                listen,
+                expiry,
+                key_refresh,
+                ready_tx,
+                stop_rx,
+            ));
             let _ = ended_tx.send(());
             outcome
         })?;
@@ -338,6 +349,7 @@ async fn run(
     state: AppState,
     listen: Listen,
     expiry: Expiry,
+    key_refresh: std::time::Duration,
     ready: std::sync::mpsc::Sender<Result<SocketAddr, ServiceError>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), ServiceError> {
@@ -372,7 +384,7 @@ async fn run(
             return Ok(());
         }
     };
-    let refresher = tokio::spawn(refresh_keys(authority.clone()));
+    let refresher = tokio::spawn(refresh_keys(authority.clone(), key_refresh));
     let served = crate::http::serve(listener, state, async {
         let _ = stop.await;
     })
@@ -384,11 +396,12 @@ async fn run(
     Ok(())
 }
 
-/// Step 8: tops signing keys up to the horizon every [`KEY_REFRESH`]; the
-/// first run is one period after start, which made the keys just now.
-async fn refresh_keys(authority: Arc<Authority>) {
-    let first = tokio::time::Instant::now() + KEY_REFRESH;
-    let mut tick = tokio::time::interval_at(first, KEY_REFRESH);
+/// Step 8: tops signing keys up to the horizon every `every`; the first
+/// run is one period after start, which made the keys just now.
+async fn refresh_keys(authority: Arc<Authority>, every: std::time::Duration) {
+    // A zero period would make `interval_at` panic.
+    let every = every.max(std::time::Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
         let a = authority.clone();
@@ -502,6 +515,7 @@ mod tests {
             admin_token: AdminToken::Given("admin".into()),
             listen: Listen::Address(SocketAddr::from(([127, 0, 0, 1], 0))),
             expiry: Expiry::CallerDriven,
+            key_refresh: KEY_REFRESH,
             first_period: None,
             worker_threads: Some(1),
             thread_name: None,
@@ -590,6 +604,34 @@ mod tests {
             status_of(running.local_addr(), "/healthz").unwrap(),
             "HTTP/1.1 200 OK"
         );
+    }
+
+    /// While it runs, keys are topped up to the horizon without anyone
+    /// asking: a day later, the next day's windows have keys.
+    #[test]
+    fn running_keys_are_refreshed_on_their_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(datetime!(2026-12-01 09:00 UTC));
+        let mut config = config(dir.path(), &clock, "service tests");
+        config.key_refresh = std::time::Duration::from_millis(50);
+        let running = Service::start(config).unwrap();
+        let authority = running.authority().clone();
+        let newest = || {
+            let directory = authority.directory();
+            directory.keys.iter().map(|k| k.window.first_day()).max()
+        };
+        let before = newest().expect("keys at start");
+        clock.advance(time::Duration::days(1));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while newest() == Some(before) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no refresh made the next day's keys"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(newest(), Some(before + time::Duration::days(1)));
+        running.shutdown().unwrap();
     }
 
     #[test]

@@ -17,7 +17,7 @@ use blindpass::crypto::secret::{Passphrase, random_32};
 use blindpass::http::HttpConfig;
 use blindpass::issuer::{Authority, AuthorityConfig};
 use blindpass::service::{
-    AdminToken, Expiry, FirstPeriod, Listen, RunningService, Service, ServiceConfig,
+    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, RunningService, Service, ServiceConfig,
 };
 
 /// A running in-process issuer; stopped, and its data directory removed,
@@ -64,6 +64,7 @@ impl InProcessServer {
             admin_token: AdminToken::Given(admin_token.clone()),
             listen: Listen::Bound(listener),
             expiry: Expiry::Cron(blindpass::scheduler::EVERY_MINUTE.to_owned()),
+            key_refresh: KEY_REFRESH,
             first_period: Some(FirstPeriod {
                 name: "bench".into(),
                 length: Duration::days(14),

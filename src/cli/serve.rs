@@ -19,7 +19,8 @@ use crate::crypto::secret::{Passphrase, random_32};
 use crate::http::HttpConfig;
 use crate::issuer::{AuthorityConfig, IssuerError};
 use crate::service::{
-    ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, Listen, Service, ServiceConfig, ServiceError,
+    ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, Service, ServiceConfig,
+    ServiceError,
 };
 use crate::store::{StoreConfig, StoreError};
 use crate::vault::VaultError;
@@ -317,6 +318,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin_token: AdminToken::File,
         listen: Listen::Address(args.listen),
         expiry: Expiry::Cron(args.expiry_cron.clone()),
+        key_refresh: KEY_REFRESH,
         first_period: args.dev.then(|| FirstPeriod {
             name: "default".into(),
             length: time::Duration::days(14),

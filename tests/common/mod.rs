@@ -18,7 +18,7 @@ use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::Window;
 use blindpass::protocol::token::{Token, TokenChallenge, TokenRequest, TokenResponse};
 use blindpass::service::{
-    AdminToken, Expiry, FirstPeriod, Listen, RunningService, Service, ServiceConfig,
+    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, RunningService, Service, ServiceConfig,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -65,6 +65,7 @@ impl TestServer {
             admin_token: AdminToken::Given(ADMIN.into()),
             listen: Listen::Bound(listener),
             expiry: Expiry::CallerDriven,
+            key_refresh: KEY_REFRESH,
             first_period: Some(FirstPeriod {
                 name: "test".into(),
                 length: Duration::days(30),
