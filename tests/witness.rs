@@ -21,11 +21,14 @@ use std::time::{Duration, Instant};
 use blindpass::audit::tlog::{LogSigner, StoredHashes};
 use blindpass::audit::{Entry, Event, scan_records};
 use blindpass::auditor::{AuditorState, Failure, PeriodState};
+use blindpass::client::Client;
 use blindpass::crypto::secret::Passphrase;
+use blindpass::http::witness::MAX_ADD_BODY_BYTES;
 use blindpass::issuer::resident::PersonalData;
+use blindpass::protocol::api::{ProblemType, media};
 use blindpass::protocol::permit::ClassName;
 use blindpass::verifier::{DirectoryCache, VerifierError};
-use blindpass::wallet::{Api, Wallet, WalletError, WindowChoice};
+use blindpass::wallet::{Wallet, WalletError, WindowChoice};
 use blindpass::witness::{CosignatureVerifier, WitnessPolicy, encode_add_request};
 use common::process::{KillOnDrop, agent, free_port, wait_until_answering};
 use signed_note::Verifier as _;
@@ -147,7 +150,7 @@ fn audit(
     // A fresh state directory: an auditor with no saved checkpoint.
     let state = tempfile::tempdir().unwrap();
     blindpass::auditor::verify_witnessed(
-        &Api::new(base),
+        &Client::new(base),
         log_key,
         policy,
         &AuditorState::new(state.path()),
@@ -170,7 +173,7 @@ fn person(document: &str) -> PersonalData {
 
 /// A fresh wallet, enrolled and logged in, that requires `policy`.
 fn wallet(dir: &Path, base: &str, document: &str, log_key: &str, policy: Option<&str>) -> Wallet {
-    let api = Api::new(base);
+    let api = Client::new(base);
     let password = Passphrase::new("witnessed resident password".into());
     let mut wallet = Wallet::open_or_new(&dir.join(format!("{document}.json")), base).unwrap();
     wallet.pin_log_key(log_key).unwrap();
@@ -185,7 +188,7 @@ fn wallet(dir: &Path, base: &str, document: &str, log_key: &str, policy: Option<
 fn request_pass(wallet: &mut Wallet, base: &str) -> Result<usize, WalletError> {
     let now = OffsetDateTime::now_utc();
     wallet.request(
-        &Api::new(base),
+        &Client::new(base),
         &ClassName::new("personal").unwrap(),
         WindowChoice::Containing(now.date()),
         now,
@@ -486,6 +489,15 @@ fn add_checkpoint(port: u16, body: &[u8]) -> (u16, String, Vec<u8>) {
     )
 }
 
+/// A refusal's status and the problem type of its problem document.
+fn refusal(port: u16, body: &[u8]) -> (u16, Option<ProblemType>) {
+    let (status, content_type, bytes) = add_checkpoint(port, body);
+    assert_eq!(content_type, media::PROBLEM_JSON, "status {status}");
+    let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let kind = problem["type"].as_str().and_then(ProblemType::from_uri);
+    (status, kind)
+}
+
 /// The body of a request for `tree`'s checkpoint from `old`.
 fn body(log: &LogSigner, tree: &StoredHashes, old: u64) -> Vec<u8> {
     let size = tree.size();
@@ -530,28 +542,41 @@ fn a_witness_answers_as_the_spec_says_and_never_forgets_across_kill_9() {
     // The same size with another root: 409.
     let other = tree_of(3, "rewritten");
     assert_eq!(add_checkpoint(port, &body(&log, &other, 3)).0, 409);
-    // A proof that does not verify (a fork grown from another prefix): 422.
+    // The other refusals are problem documents whose type a client can
+    // match on (`ProblemType`). A proof that does not verify (a fork grown
+    // from another prefix): 422.
     let fork = tree_of(5, "rewritten");
-    assert_eq!(add_checkpoint(port, &body(&log, &fork, 3)).0, 422);
+    assert_eq!(
+        refusal(port, &body(&log, &fork, 3)),
+        (422, Some(ProblemType::BadConsistencyProof))
+    );
     // Old size above the checkpoint's: 400; not a request at all: 400.
     let note5 = log.sign_checkpoint(5, five.root(5).unwrap()).unwrap();
     assert_eq!(
-        add_checkpoint(port, &encode_add_request(6, &[], &note5)).0,
-        400
+        refusal(port, &encode_add_request(6, &[], &note5)),
+        (400, Some(ProblemType::BadRequest))
     );
-    assert_eq!(add_checkpoint(port, b"hello\n").0, 400);
+    assert_eq!(
+        refusal(port, b"hello\n"),
+        (400, Some(ProblemType::BadRequest))
+    );
     // Unknown origin: 404; a signature by another key: 403.
     let stranger = LogSigner::new("other.test/audit", &[11; 32]);
     let foreign = stranger.sign_checkpoint(5, five.root(5).unwrap()).unwrap();
     assert_eq!(
-        add_checkpoint(port, &encode_add_request(3, &[], &foreign)).0,
-        404
+        refusal(port, &encode_add_request(3, &[], &foreign)),
+        (404, Some(ProblemType::UnknownLog))
     );
     let impostor = LogSigner::new("spec.test/audit", &[12; 32]);
     let forged = impostor.sign_checkpoint(5, five.root(5).unwrap()).unwrap();
     assert_eq!(
-        add_checkpoint(port, &encode_add_request(3, &[], &forged)).0,
-        403
+        refusal(port, &encode_add_request(3, &[], &forged)),
+        (403, Some(ProblemType::BadLogSignature))
+    );
+    // A body above the limit: 413.
+    assert_eq!(
+        refusal(port, &vec![b'x'; MAX_ADD_BODY_BYTES + 1]),
+        (413, Some(ProblemType::PayloadTooLarge))
     );
     // None of that moved the witness: the consistent extension is cosigned.
     assert_eq!(add_checkpoint(port, &body(&log, &five, 3)).0, 200);

@@ -33,8 +33,8 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tlog::LogSigner;
-    use super::super::{Event, Journal};
+    use crate::audit::tlog::LogSigner;
+    use crate::audit::{Event, Journal};
     use time::OffsetDateTime;
 
     #[test]

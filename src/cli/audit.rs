@@ -18,8 +18,8 @@ use crate::auditor::periods::rfc3339;
 use crate::auditor::{
     AuditReport, AuditorError, AuditorState, InspectError, InspectReport, PeriodStatus,
 };
+use crate::client::Client;
 use crate::crypto::secret::Passphrase;
-use crate::wallet::Api;
 
 /// Exit status when the audit found something.
 const EXIT_FAILED: u8 = 1;
@@ -187,7 +187,7 @@ fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             return Err(CliError::new("give --log-key or --log-key-file", "see --help").into());
         }
     };
-    let api = Api::new(&args.server);
+    let api = Client::new(&args.server);
     let state = AuditorState::new(state_dir);
     let now = args.at.unwrap_or_else(OffsetDateTime::now_utc);
     let tolerance = Duration::seconds(i64::from(args.tolerance_s));

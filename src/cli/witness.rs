@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::CliError;
 use crate::crypto::secret::random_32;
-use crate::vault::fsutil;
-use crate::witness::collector::{self, Collector, CollectorConfig, Cosigned};
+use crate::fsutil;
+use crate::witness::collector::CollectorConfig;
 use crate::witness::store::WitnessStore;
 use crate::witness::{CosignatureSigner, Witness, WitnessPolicy};
 
@@ -170,42 +170,21 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the issuer's cosignature collector when `serve` was given a
-/// witness policy; returns the HTTP state that serves its result and the
-/// handle that keeps it running.
-pub fn start_collector(
-    policy_file: Option<&Path>,
-    interval_s: u64,
-    authority: Arc<crate::issuer::Authority>,
-    state: crate::http::AppState,
-) -> anyhow::Result<(crate::http::AppState, Option<Collector>)> {
-    let Some(path) = policy_file else {
-        return Ok((state, None));
-    };
-    let policy = read_policy(path)?;
-    let asked = policy
-        .witnesses()
-        .iter()
-        .filter(|w| w.url.is_some())
-        .count();
-    if asked == 0 {
+/// The collector's settings for `serve --witness-policy`: the policy file,
+/// which must give at least one witness a URL, and the interval between
+/// rounds when the log does not grow. `Service::start` runs the collector.
+pub fn collector_config(policy_file: &Path, interval_s: u64) -> anyhow::Result<CollectorConfig> {
+    let policy = read_policy(policy_file)?;
+    if !policy.witnesses().iter().any(|w| w.url.is_some()) {
         return Err(CliError::new(
-            format!("{} gives no witness a URL", path.display()),
+            format!("{} gives no witness a URL", policy_file.display()),
             "write each witness as `witness <vkey> <url>` so the issuer can reach it",
         )
         .into());
     }
-    let cosigned = Arc::new(Cosigned::default());
-    let metrics = state.shared_metrics();
-    let config = CollectorConfig {
+    Ok(CollectorConfig {
         policy,
         interval: std::time::Duration::from_secs(interval_s.max(1)),
         timeout: std::time::Duration::from_secs(5),
-    };
-    let collector = collector::spawn(authority, config, cosigned.clone(), move |name| {
-        metrics.incr(name);
     })
-    .context("starting the witness collector")?;
-    tracing::info!(witnesses = asked, interval_s, "collecting cosignatures");
-    Ok((state.with_cosignatures(cosigned), Some(collector)))
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::problem::Problem;
+use crate::protocol::api::{ProblemType, media, paths};
 use crate::witness::{AddError, Witness};
 
 /// Largest `add-checkpoint` body: a checkpoint with a few dozen signatures
@@ -31,9 +32,9 @@ const MAX_CONNECTIONS: usize = 256;
 /// The witness's routes over `witness`.
 pub fn router(witness: Arc<Witness>) -> Router {
     Router::new()
-        .route("/add-checkpoint", post(add_checkpoint))
-        .route("/key", get(key))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(paths::WITNESS_ADD_CHECKPOINT, post(add_checkpoint))
+        .route(paths::WITNESS_KEY, get(key))
+        .route(paths::HEALTHZ, get(|| async { "ok\n" }))
         .fallback(super::routes::not_found)
         .method_not_allowed_fallback(super::routes::method_not_allowed)
         .with_state(witness)
@@ -98,7 +99,7 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Body) -> Resp
         Err(_) => {
             return Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
+                ProblemType::PayloadTooLarge,
                 "Request too large",
                 format!("an add-checkpoint body is at most {MAX_ADD_BODY_BYTES} bytes"),
             )
@@ -132,7 +133,7 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Body) -> Resp
             let mut response = (StatusCode::CONFLICT, format!("{size}\n")).into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/x.tlog.size"),
+                HeaderValue::from_static(media::TLOG_SIZE),
             );
             response
         }
@@ -143,24 +144,27 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Body) -> Resp
 /// The problem document of a refusal other than a conflict.
 fn refusal(error: &AddError) -> Problem {
     match error {
-        AddError::BadRequest(why) => {
-            Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", *why)
-        }
+        AddError::BadRequest(why) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            ProblemType::BadRequest,
+            "Bad request",
+            *why,
+        ),
         AddError::UnknownLog => Problem::new(
             StatusCode::NOT_FOUND,
-            "unknown-log",
+            ProblemType::UnknownLog,
             "Unknown log",
             "this witness is not configured for the checkpoint's origin",
         ),
         AddError::BadSignature => Problem::new(
             StatusCode::FORBIDDEN,
-            "bad-log-signature",
+            ProblemType::BadLogSignature,
             "Bad log signature",
             "no signature on the checkpoint verifies under the log's key",
         ),
         AddError::BadProof => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad-consistency-proof",
+            ProblemType::BadConsistencyProof,
             "Bad consistency proof",
             "the proof does not show the checkpoint extends the one cosigned before",
         ),

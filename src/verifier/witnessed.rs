@@ -6,8 +6,9 @@
 
 use super::VerifierError;
 use crate::auditor::{KeyProblem, LogError, fetch_witnessed_log, key_logged};
+use crate::client::Client;
+use crate::protocol::api::paths;
 use crate::protocol::directory::Directory;
-use crate::wallet::Api;
 use crate::witness::WitnessPolicy;
 
 /// Checks `directory` against the log of `server`, verified under
@@ -18,10 +19,10 @@ pub fn check_directory(
     policy: &WitnessPolicy,
     directory: &Directory,
 ) -> Result<(), VerifierError> {
-    let api = Api::new(server);
-    let log = fetch_witnessed_log(&api, log_key, Some(policy)).map_err(|e| match e {
+    let client = Client::new(server);
+    let log = fetch_witnessed_log(&client, log_key, Some(policy)).map_err(|e| match e {
         LogError::Transport(e) => VerifierError::Network {
-            url: format!("{}/audit/", api.base_url()),
+            url: client.url(paths::AUDIT_CHECKPOINT),
             detail: e.to_string(),
         },
         other => VerifierError::Unwitnessed(other.to_string()),

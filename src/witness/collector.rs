@@ -101,12 +101,6 @@ impl JournalSource for Journal {
     }
 }
 
-impl JournalSource for crate::issuer::Authority {
-    fn journal(&self) -> &Journal {
-        crate::issuer::Authority::journal(self)
-    }
-}
-
 /// Starts the collector over the journal of `source`. `count` is called
 /// with an event counter name for each witness answer.
 pub fn spawn<S: JournalSource>(
@@ -221,7 +215,11 @@ fn submit(
     text: &[u8],
     peer: &mut Peer,
 ) -> Outcome {
-    let url = format!("{}/add-checkpoint", peer.url);
+    let url = format!(
+        "{}{}",
+        peer.url.trim_end_matches('/'),
+        crate::protocol::api::paths::WITNESS_ADD_CHECKPOINT
+    );
     for _ in 0..2 {
         if peer.old_size > size {
             // The witness holds a larger tree than this log has: a rollback

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tlog_tiles::Hash;
 
-use crate::vault::fsutil;
+use crate::fsutil;
 
 /// What the witness remembers of one log.
 #[derive(Debug, Clone, PartialEq)]
