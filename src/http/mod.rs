@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod problem;
 pub(crate) mod routes;
 mod signers;
+mod web;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -235,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/checkpoint", get(routes::audit_checkpoint))
         .route("/audit/key", get(routes::audit_key))
         .route("/audit/tile/{*path}", get(routes::audit_tile))
+        .merge(web::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // axum's own rejections (path, method, body limit) answer in text;
