@@ -1,0 +1,277 @@
+// The three web faces in a real Chromium against a real `blindpass serve`.
+// One server serves every scenario, in order: the later ones build on the
+// pass the first obtains, and the last ends a period.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer, launch, PHONE, watch, y4mFrom, freePort } from './harness.mjs';
+
+const PASSWORD = 'correct horse battery';
+// Screenshots for docs/ are written when SCREENSHOTS names a directory.
+const SHOTS = process.env.SCREENSHOTS;
+
+let server;
+let browser;
+let passPng;
+let payload;
+const work = {};
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+async function walletPage(base = server.base, options = {}) {
+  const context = await browser.newContext({ ...PHONE, locale: 'en-US', ...options });
+  const page = await context.newPage();
+  const problems = watch(page);
+  await page.goto(`${base}/`);
+  return { context, page, problems };
+}
+
+async function enrol(page, fields) {
+  const values = {
+    full_name: 'Ivan Petrov', date_of_birth: '1990-05-17', document_number: '4512345678',
+    address: 'Tverskaya 1, Moscow', phone: '+74951234567', password: PASSWORD, ...fields,
+  };
+  for (const [name, value] of Object.entries(values)) await page.fill(`#enrol-form-${name}`, value);
+  await page.click('#enrol-form button[type=submit]');
+  await page.waitForFunction(() => {
+    const form = document.getElementById('enrol-form');
+    return !form.querySelector('button[type=submit]').disabled
+      && (form.querySelector('.form-status').textContent || [...form.querySelectorAll('.field-error')].some((e) => e.textContent));
+  });
+}
+
+async function login(page, documentNumber) {
+  await page.fill('#login-form-document_number', documentNumber);
+  await page.fill('#login-form-password', PASSWORD);
+  await page.click('#login-form button[type=submit]');
+  await page.waitForSelector('#account:not([hidden])');
+}
+
+/** Requests a pass; resolves to the request form's final status. */
+async function requestPass(page, klass = 'personal') {
+  await page.selectOption('#request-class', klass);
+  await page.click('#request-submit');
+  await page.waitForSelector('#request-status.ok, #request-status.error', { timeout: 60_000 });
+  return { ok: await page.$eval('#request-status', (e) => e.classList.contains('ok')), text: await page.textContent('#request-status') };
+}
+
+function check(text) {
+  try {
+    return { code: 0, out: server.cli('verify', '--cache', 'verifier', 'check', ...text) };
+  } catch (error) {
+    return { code: error.status, out: `${error.stdout}${error.stderr}` };
+  }
+}
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+  server.cli('verify', '--cache', 'verifier', 'sync', '--server', server.base);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('1: a resident enrols, requests a pass and sees its QR, which the CLI verifier accepts', async () => {
+  const { page, problems } = await walletPage();
+  await shot(page, 'wallet-enrol');
+  await enrol(page, {});
+  assert.match(await page.textContent('#enrol-form .form-status'), /Enrolled/);
+  await login(page, '4512345678');
+  const result = await requestPass(page);
+  assert.ok(result.ok, result.text);
+  assert.equal(await page.locator('#pass-list li').count(), 1);
+  assert.match(await page.textContent('#pass-list li'), /Valid today/);
+  await shot(page, 'wallet-passes');
+  await page.click('#pass-list li button >> nth=0');
+  await page.waitForSelector('#pass-view:not([hidden])');
+  // The whole screen, as a person would photograph it.
+  const screen = join(server.dir, 'screen.png');
+  await page.screenshot({ path: screen });
+  await shot(page, 'wallet-pass');
+  const verdict = check(['--image', screen]);
+  assert.equal(verdict.code, 0, verdict.out);
+  assert.match(verdict.out, /^VALID personal \d{4}-\d{2}-\d{2}/m);
+  passPng = join(server.dir, 'pass.png');
+  await page.locator('#pass-qr').screenshot({ path: passPng });
+  payload = await page.evaluate(async () => {
+    const db = await new Promise((resolve) => { const r = indexedDB.open('blindpass-wallet'); r.onsuccess = () => resolve(r.result); });
+    return new Promise((resolve) => { const r = db.transaction('passes').objectStore('passes').getAll(); r.onsuccess = () => resolve(r.result[0].payload); });
+  });
+  assert.match(payload, /^BP1:/);
+  // The issuer saw only the blinded message: the token is nowhere in its data.
+  assert.deepEqual(problems, []);
+  work.wallet = page;
+});
+
+test('2: the verifier reads the pass from the fake camera: VALID; tampered and expired: INVALID with the reason', async () => {
+  const y4m = join(server.dir, 'pass.y4m');
+  y4mFrom(passPng, y4m);
+  const camera = await launch({ camera: y4m });
+  try {
+    const context = await camera.newContext({ ...PHONE, locale: 'en-US' });
+    const page = await context.newPage();
+    const problems = watch(page);
+    await page.goto(`${server.base}/verify`);
+    await page.waitForSelector('body.ready');
+    assert.match(await page.textContent('#directory-status'), /Keys updated/);
+    await shot(page, 'verifier');
+    await page.click('#scan');
+    await page.waitForSelector('#verdict:not([hidden])', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('#verdict', 'data-reason'), 'valid');
+    assert.match(await page.textContent('#verdict-word'), /^VALID$/);
+    assert.match(await page.textContent('#verdict-detail'), /^personal · \d{4}-\d{2}-\d{2}$/);
+    const decode = await page.evaluate(() => performance.getEntriesByName('first-frame-decode')[0]?.duration);
+    console.log(`first camera frame decoded in ${decode?.toFixed(1)} ms`);
+    await shot(page, 'verifier-valid');
+    await page.click('#verdict-next');
+
+    // Tampered: one character of the signature changed.
+    const at = payload.length - 5;
+    const tampered = payload.slice(0, at) + (payload[at] === 'A' ? 'B' : 'A') + payload.slice(at + 1);
+    await page.fill('#payload', tampered);
+    await page.click('#paste-form button[type=submit]');
+    await page.waitForSelector('#verdict:not([hidden])');
+    assert.equal(await page.getAttribute('#verdict', 'data-reason'), 'bad-signature');
+    assert.match(await page.textContent('#verdict-word'), /^INVALID$/);
+    assert.match(await page.textContent('#verdict-detail'), /altered or forged/);
+    await shot(page, 'verifier-invalid');
+    await page.click('#verdict-next');
+    assert.deepEqual(problems, []);
+    work.cameraContext = context;
+    work.camera = camera;
+
+    // Expired: the same camera, a verifier whose clock is three days on.
+    const laterContext = await camera.newContext({ ...PHONE, locale: 'en-US' });
+    const later = await laterContext.newPage();
+    await later.clock.setFixedTime(new Date(Date.now() + 3 * 86_400_000));
+    await later.goto(`${server.base}/verify`);
+    await later.waitForSelector('body.ready');
+    await later.click('#scan');
+    await later.waitForSelector('#verdict:not([hidden])', { timeout: 30_000 });
+    assert.equal(await later.getAttribute('#verdict', 'data-reason'), 'expired');
+    assert.match(await later.textContent('#verdict-detail'), /^Expired: personal, \d{4}-\d{2}-\d{2}\.$/);
+    await laterContext.close();
+  } catch (error) {
+    await camera.close();
+    throw error;
+  }
+});
+
+test('3: the verifier reloads and scans with the network off', async () => {
+  const context = work.cameraContext;
+  assert.ok(context, 'needs the camera browser of test 2');
+  try {
+    const page = await context.newPage();
+    await page.goto(`${server.base}/verify`);
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await context.setOffline(true);
+    await page.reload();
+    await page.waitForSelector('body.ready');
+    assert.match(await page.textContent('#directory-status'), /Offline: using the saved keys/);
+    await page.click('#scan');
+    await page.waitForSelector('#verdict:not([hidden])', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('#verdict', 'data-reason'), 'valid');
+  } finally {
+    await work.camera.close();
+  }
+});
+
+test('4: the wallet refuses a signing key that the log does not show, and says why', async () => {
+  // A proxy that serves the directory with tomorrow's personal key in
+  // place of today's: a real key of this issuer, logged — for another window.
+  const port = await freePort();
+  const proxy = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const body = ['GET', 'HEAD'].includes(req.method) ? undefined : Buffer.concat(chunks);
+    const headers = { ...req.headers };
+    delete headers.host;
+    const upstream = await fetch(`${server.base}${req.url}`, { method: req.method, headers, body });
+    let bytes = Buffer.from(await upstream.arrayBuffer());
+    if (req.url === '/v1/directory') {
+      const directory = JSON.parse(bytes);
+      const personal = directory.keys.filter((k) => k.class === 'personal').sort((a, b) => a.window.localeCompare(b.window));
+      const [today, tomorrow] = personal;
+      directory.keys = directory.keys.filter((k) => k !== tomorrow);
+      today['token-key'] = tomorrow['token-key'];
+      today['token-key-id'] = tomorrow['token-key-id'];
+      bytes = Buffer.from(JSON.stringify(directory));
+    }
+    const out = Object.fromEntries([...upstream.headers].filter(([name]) => !['content-length', 'content-encoding', 'etag'].includes(name)));
+    res.writeHead(upstream.status, out);
+    res.end(bytes);
+  });
+  await new Promise((r) => proxy.listen(port, '127.0.0.1', r));
+  try {
+    const { page, context } = await walletPage(`http://127.0.0.1:${port}`);
+    await login(page, '4512345678');
+    const result = await requestPass(page);
+    assert.equal(result.ok, false);
+    assert.match(result.text, /^Refused: the issuer offered a signing key \([0-9a-f]{16}\) that its public audit log does not show for personal, \d{4}-\d{2}-\d{2}\./);
+    await shot(page, 'wallet-refused');
+    assert.equal(await page.locator('#pass-list li').count(), 0);
+    await context.close();
+  } finally {
+    proxy.close();
+  }
+});
+
+test('5: a duplicate document, an under-14 birth date and a used-up quota are shown where they belong, in both languages', async () => {
+  const { page, problems } = await walletPage();
+  await enrol(page, {});
+  assert.equal(await page.textContent('#enrol-form-document_number-error'), 'This document is already enrolled.');
+  assert.equal(await page.getAttribute('#enrol-form-document_number', 'aria-invalid'), 'true');
+  await page.click('#lang');
+  assert.equal(await page.textContent('#enrol-form-document_number-error'), 'Этот документ уже зарегистрирован.');
+  await page.click('#lang');
+
+  const child = new Date(Date.now() - 10 * 365 * 86_400_000).toISOString().slice(0, 10);
+  await enrol(page, { document_number: 'CHILD1234', date_of_birth: child });
+  assert.equal(await page.textContent('#enrol-form-date_of_birth-error'), 'You must be 14 or older.');
+  assert.equal(await page.textContent('#enrol-form-document_number-error'), '');
+  await page.click('#lang');
+  assert.equal(await page.textContent('#enrol-form-date_of_birth-error'), 'Вам должно быть не меньше 14 лет.');
+  await shot(page, 'wallet-errors-ru');
+  await page.click('#lang');
+
+  // Test 1 took one of the two personal passes of this week.
+  await login(page, '4512345678');
+  assert.ok((await requestPass(page)).ok);
+  const third = await requestPass(page);
+  assert.equal(third.ok, false);
+  assert.equal(third.text, 'Weekly quota used up: no more passes of this kind this week.');
+  await page.click('#lang');
+  assert.equal(await page.textContent('#request-status'), 'Недельный лимит исчерпан: пропусков этого вида на этой неделе больше нет.');
+  assert.deepEqual(problems.filter((p) => !/status of 4\d\d/.test(p)), []);
+});
+
+test('6: the transparency page shows a period destroyed after `admin period end`', async () => {
+  const token = join(server.dataDir, 'admin.token');
+  const ends = new Date(Date.now() + 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z');
+  const opened = JSON.parse(server.cli('admin', '--server', server.base, '--token-file', token, '--json', 'period', 'open', '--name', 'spring-lockdown', '--ends-at', ends, '--grace-s', '0'));
+  server.cli('admin', '--server', server.base, '--token-file', token, 'period', 'end', opened.id);
+  const context = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  const page = await context.newPage();
+  const problems = watch(page);
+  await page.goto(`${server.base}/transparency`);
+  await page.waitForSelector('body.ready');
+  assert.match(await page.textContent('#summary'), /^Checkpoint signature verified; \d+ entries match the tree root\.$/);
+  const row = page.locator(`tr[data-period="${opened.id}"]`);
+  assert.match(await row.textContent(), /spring-lockdown/);
+  assert.equal(await row.getAttribute('class'), 'period destroyed');
+  assert.match(await row.locator('td').nth(2).textContent(), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/);
+  assert.match(await page.textContent('#log-key'), /^blindpass\.local\/audit\+[0-9a-f]{8}\+/);
+  await shot(page, 'transparency');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
