@@ -105,6 +105,7 @@ async function startCamera() {
   }
   const video = $('video');
   video.srcObject = stream;
+  video.hidden = false;
   await video.play();
   $('scan').hidden = true;
   $('stop').hidden = false;
@@ -116,6 +117,7 @@ function stopCamera() {
   stream?.getTracks().forEach((track) => track.stop());
   stream = null;
   $('video').srcObject = null;
+  $('video').hidden = true;
   $('scan').hidden = false;
   $('stop').hidden = true;
 }

@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, launch, PHONE, watch, y4mFrom, freePort } from './harness.mjs';
+import { decode as base45 } from '../src/lib/base45.js';
 
 const PASSWORD = 'correct horse battery';
 // Screenshots for docs/ are written when SCREENSHOTS names a directory.
@@ -83,6 +84,8 @@ after(async () => {
 
 test('1: a resident enrols, requests a pass and sees its QR, which the CLI verifier accepts', async () => {
   const { page, problems } = await walletPage();
+  const sent = [];
+  page.on('request', (request) => sent.push({ url: request.url(), headers: JSON.stringify(request.headers()), body: request.postDataBuffer() }));
   await shot(page, 'wallet-enrol');
   await enrol(page, {});
   assert.match(await page.textContent('#enrol-form .form-status'), /Enrolled/);
@@ -91,6 +94,7 @@ test('1: a resident enrols, requests a pass and sees its QR, which the CLI verif
   assert.ok(result.ok, result.text);
   assert.equal(await page.locator('#pass-list li').count(), 1);
   assert.match(await page.textContent('#pass-list li'), /Valid today/);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'wallet-passes');
   await page.click('#pass-list li button >> nth=0');
   await page.waitForSelector('#pass-view:not([hidden])');
@@ -108,7 +112,28 @@ test('1: a resident enrols, requests a pass and sees its QR, which the CLI verif
     return new Promise((resolve) => { const r = db.transaction('passes').objectStore('passes').getAll(); r.onsuccess = () => resolve(r.result[0].payload); });
   });
   assert.match(payload, /^BP1:/);
-  // The issuer saw only the blinded message: the token is nowhere in its data.
+  // The issuer was sent the blinded message only: no request of the page
+  // carries the pass, its nonce or its signature, and the session token
+  // never appears in a URL.
+  const token = Buffer.from(base45(payload.slice(4)));
+  const nonce = token.subarray(2, 34);
+  const signature = token.subarray(98);
+  const session = await page.evaluate(() => sessionStorage.getItem('blindpass.session'));
+  assert.ok(session);
+  const tokenRequests = sent.filter((r) => new URL(r.url).pathname === '/token-request');
+  assert.equal(tokenRequests.length, 1);
+  assert.equal(tokenRequests[0].body.length, 259);
+  for (const request of sent) {
+    const text = `${request.url} ${request.headers}`;
+    for (const secret of [payload.slice(4, 40), nonce.toString('hex'), nonce.toString('base64'), signature.toString('base64').slice(0, 40)]) {
+      assert.ok(!text.includes(secret), `a request carries part of the pass: ${request.url}`);
+    }
+    if (request.body) {
+      assert.ok(!request.body.includes(nonce) && !request.body.includes(signature.subarray(0, 32)), `${request.url} carries the token`);
+      assert.ok(!request.body.toString('latin1').includes(payload.slice(4, 40)), `${request.url} carries the pass`);
+    }
+    assert.ok(!request.url.includes(session), 'the session token is in a URL');
+  }
   assert.deepEqual(problems, []);
   work.wallet = page;
 });
