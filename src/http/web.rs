@@ -58,8 +58,8 @@ macro_rules! asset {
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 
-/// Every file of `web/dist/`. `tests/web_assets.rs` checks that this list
-/// and the directory agree.
+/// Every file of `web/dist/` (a unit test checks that this list and the
+/// directory agree).
 const ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("verify.html", HTML),
@@ -82,7 +82,10 @@ fn find(name: &str) -> Option<&'static Asset> {
 /// The routes of the web faces, to merge into the API router.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { page("index.html", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { page("index.html", &h) }),
+        )
         .route(
             "/verify",
             get(|h: HeaderMap| async move { page("verify.html", &h) }),
@@ -93,7 +96,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         // The service worker lives at the root so that its scope covers
         // every page.
-        .route("/sw.js", get(|h: HeaderMap| async move { page("sw.js", &h) }))
+        .route(
+            "/sw.js",
+            get(|h: HeaderMap| async move { page("sw.js", &h) }),
+        )
         .route("/assets/{name}", get(asset))
 }
 
@@ -135,7 +141,10 @@ fn page(name: &str, request: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.bytes,
         )
             .into_response()
@@ -156,7 +165,10 @@ fn page(name: &str, request: &HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         "permissions-policy",
         HeaderValue::from_static("camera=(self), microphone=(), geolocation=()"),
@@ -176,6 +188,19 @@ mod tests {
         }
         assert!(find("../Cargo.toml").is_none());
         assert!(find("nope.js").is_none());
+    }
+
+    #[test]
+    fn every_built_file_is_embedded_and_nothing_else() {
+        let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/dist");
+        let mut built: Vec<String> = std::fs::read_dir(dist)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        built.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.name.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(built, embedded);
     }
 
     #[test]
