@@ -13,6 +13,8 @@
 //! compiling WebAssembly only — not JavaScript `eval`, not inline script —
 //! and the module itself is one of the embedded files.
 
+use std::sync::OnceLock;
+
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -75,8 +77,9 @@ const ASSETS: &[Asset] = &[
     asset!("icon.svg", "image/svg+xml"),
 ];
 
-fn find(name: &str) -> Option<&'static Asset> {
-    ASSETS.iter().find(|a| a.name == name)
+fn find(name: &str) -> Option<(&'static Asset, &'static str)> {
+    let index = ASSETS.iter().position(|a| a.name == name)?;
+    Some((&ASSETS[index], etags()[index].as_str()))
 }
 
 /// The routes of the web faces, to merge into the API router.
@@ -122,17 +125,25 @@ fn not_found() -> Response {
     .into_response()
 }
 
-/// The strong validator of an embedded file: its SHA-256, quoted.
-fn etag(asset: &Asset) -> String {
-    let digest = Sha256::digest(asset.bytes);
-    format!("\"{}\"", hex::encode(&digest[..16]))
+/// The strong validator of each embedded file (in `ASSETS` order): the
+/// first half of its SHA-256, quoted. Computed once: the wasm is ~1 MB.
+fn etags() -> &'static [String] {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| {
+                let digest = Sha256::digest(asset.bytes);
+                format!("\"{}\"", hex::encode(&digest[..16]))
+            })
+            .collect()
+    })
 }
 
 fn page(name: &str, request: &HeaderMap) -> Response {
-    let Some(asset) = find(name) else {
+    let Some((asset, etag)) = find(name) else {
         return not_found();
     };
-    let etag = etag(asset);
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -154,7 +165,7 @@ fn page(name: &str, request: &HeaderMap) -> Response {
     // a phone on an old page whose scripts no longer match the API. The
     // service worker keeps its own copy for offline use.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
     headers.insert(

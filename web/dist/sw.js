@@ -4,7 +4,7 @@
 // never passes through this cache). The cache name carries a digest of the
 // bundle (filled in at build time), so a new build replaces the old copy.
 
-const CACHE = 'blindpass-7b98921b0dbff21a';
+const CACHE = 'blindpass-078939fe28cc13a7';
 const SHELL = [
   '/', '/verify',
   '/assets/wallet.js', '/assets/verify.js', '/assets/style.css',

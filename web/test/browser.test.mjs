@@ -102,6 +102,11 @@ test('1: a resident enrols, requests a pass and sees its QR, which the CLI verif
   const screen = join(server.dir, 'screen.png');
   await page.screenshot({ path: screen });
   await shot(page, 'wallet-pass');
+  // Printed, the pass takes one page, A4 or Letter.
+  for (const format of ['A4', 'Letter']) {
+    const pdf = (await page.pdf({ format })).toString('latin1');
+    assert.equal(pdf.match(/\/Type\s*\/Page[^s]/g).length, 1, `${format}: one page`);
+  }
   const verdict = check(['--image', screen]);
   assert.equal(verdict.code, 0, verdict.out);
   assert.match(verdict.out, /^VALID personal \d{4}-\d{2}-\d{2}/m);
@@ -277,6 +282,18 @@ test('5: a duplicate document, an under-14 birth date and a used-up quota are sh
   assert.equal(third.text, 'Weekly quota used up: no more passes of this kind this week.');
   await page.click('#lang');
   assert.equal(await page.textContent('#request-status'), 'Недельный лимит исчерпан: пропусков этого вида на этой неделе больше нет.');
+  await page.click('#lang');
+
+  // Erasing the enrolment ends the session; the document no longer logs in.
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.click('#erase');
+  await page.waitForSelector('#login:not([hidden])');
+  assert.equal(await page.textContent('#login-form .form-status'), 'Your enrolment was erased.');
+  await page.fill('#login-form-document_number', '4512345678');
+  await page.fill('#login-form-password', PASSWORD);
+  await page.click('#login-form button[type=submit]');
+  await page.waitForSelector('#login-form .form-status.error');
+  assert.equal(await page.textContent('#login-form .form-status'), 'Wrong document number or password.');
   assert.deepEqual(problems.filter((p) => !/status of 4\d\d/.test(p)), []);
 });
 
