@@ -42,6 +42,8 @@ export async function startServer() {
   const child = spawn(BIN, ['serve', '--dev', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--key-horizon-days', '2'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  // The server never outlives the test process, even one that is killed.
+  process.once('exit', () => child.kill('SIGKILL'));
   let stderr = '';
   child.stderr.on('data', (chunk) => { stderr += chunk; });
   const deadline = Date.now() + 60_000;
