@@ -4,7 +4,7 @@
 // never passes through this cache). The cache name carries a digest of the
 // bundle (filled in at build time), so a new build replaces the old copy.
 
-const CACHE = 'blindpass-078939fe28cc13a7';
+const CACHE = 'blindpass-ff40a019bd2a1e9d';
 const SHELL = [
   '/', '/verify',
   '/assets/wallet.js', '/assets/verify.js', '/assets/style.css',

@@ -69,9 +69,9 @@ function showError(form, error) {
       text = has(ruleKey) ? t(ruleKey) : t('rule.other', { rule: error.rule() });
     }
     const input = field && form.querySelector(`[name="${field}"]`);
-    if (input) {
+    const slot = field && form.querySelector(`#${form.id}-${field}-error`);
+    if (input && slot) {
       input.setAttribute('aria-invalid', 'true');
-      const slot = form.querySelector(`#${form.id}-${field}-error`);
       slot.textContent = text;
       input.focus();
       return;

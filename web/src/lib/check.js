@@ -22,7 +22,9 @@ export async function trustedKeys(directory) {
   for (const published of directory.keys) {
     const spki = fromBase64(published['token-key']);
     const id = hex(await sha256(spki));
-    if (id !== published['token-key-id'] || keys.has(id)) throw new Error('the key directory is not usable');
+    if (id !== published['token-key-id'] || keys.has(id) || !parseWindow(published.window)) {
+      throw new Error('the key directory is not usable');
+    }
     const key = await crypto.subtle.importKey('spki', convertRSASSAPSSToEnc(spki), { name: 'RSA-PSS', hash: 'SHA-384' }, false, ['verify']);
     keys.set(id, { key, class: published.class, window: published.window });
   }
