@@ -194,12 +194,18 @@ test('2: the verifier reads the pass from the fake camera: VALID; tampered and e
     work.cameraContext = context;
     work.camera = camera;
 
-    // Expired: the same camera, a verifier whose clock is three days on.
+    // Expired: the same camera, a verifier that synced its keys today and
+    // whose clock is now three days on, with the issuer out of reach: it
+    // says its keys are out of date, uses them, and refuses the pass.
     const laterContext = await camera.newContext({ ...PHONE, locale: 'en-US' });
     const later = await laterContext.newPage();
-    await later.clock.setFixedTime(new Date(Date.now() + 3 * 86_400_000));
     await later.goto(`${server.base}/verify`);
     await later.waitForSelector('body.ready');
+    await later.clock.setFixedTime(new Date(Date.now() + 3 * 86_400_000));
+    await later.route('**/v1/directory', (route) => route.abort());
+    await later.reload();
+    await later.waitForSelector('body.ready');
+    assert.match(await later.textContent('#directory-status'), /^Offline: using the saved keys\. Keys are out of date \(updated 3 d ago\)/);
     await later.click('#scan');
     await later.waitForSelector('#verdict:not([hidden])', { timeout: 30_000 });
     assert.equal(await later.getAttribute('#verdict', 'data-reason'), 'expired');
