@@ -148,7 +148,21 @@ test('1: a resident enrols, requests a pass and sees its QR, which the CLI verif
     assert.ok(!request.url.includes(session), 'the session token is in a URL');
   }
   assert.deepEqual(problems, []);
-  work.wallet = page;
+
+  // The pass opens with the network off: page from the service worker,
+  // pass from IndexedDB.
+  await page.evaluate(() => Promise.race([
+    navigator.serviceWorker.ready,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('no service worker')), 10_000)),
+  ]));
+  await page.context().setOffline(true);
+  await page.reload();
+  await page.click('#pass-list li button >> nth=0');
+  await page.waitForSelector('#pass-view:not([hidden])');
+  const offline = join(server.dir, 'offline.png');
+  await page.screenshot({ path: offline });
+  assert.match(check(['--image', offline]).out, /^VALID personal/m);
+  await page.context().close();
 });
 
 test('2: the verifier reads the pass from the fake camera: VALID; tampered and expired: INVALID with the reason', { timeout: TEST_TIMEOUT_MS }, async () => {
