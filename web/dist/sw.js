@@ -4,7 +4,7 @@
 // never passes through this cache). The cache name carries a digest of the
 // bundle (filled in at build time), so a new build replaces the old copy.
 
-const CACHE = 'blindpass-c486342a5881d724';
+const CACHE = 'blindpass-9025ae55364889ba';
 const SHELL = [
   '/', '/verify',
   '/assets/wallet.js', '/assets/verify.js', '/assets/style.css',

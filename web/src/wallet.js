@@ -10,11 +10,11 @@
 
 import { Client, BlindRSAMode } from '@cloudflare/privacypass-ts/lib/src/pub_verif_token.js';
 import { TokenChallenge } from '@cloudflare/privacypass-ts/lib/src/auth_scheme/private_token.js';
-import { ProblemError, getJson, getText, request } from './lib/api.js';
+import { ProblemError, getJson, request } from './lib/api.js';
 import { encode as base45 } from './lib/base45.js';
 import { fromBase64, hex, sha256 } from './lib/bytes.js';
 import { t, setup as setupI18n, onChange, has } from './lib/i18n.js';
-import { fetchLog, keyProblem, parseLogKey, LogError } from './lib/log.js';
+import { isTampering, keyProblem, pinned, pinnedLog, LogError } from './lib/log.js';
 import * as passes from './lib/passes.js';
 import { draw } from './lib/qr.js';
 import { containing, parseWindow, timeState, today } from './lib/window.js';
@@ -22,8 +22,6 @@ import { registerWorker } from './lib/worker.js';
 
 const TOKEN_TYPE = 2;
 const SESSION = 'blindpass.session';
-const LOG_KEY = 'blindpass.logKey';
-const CHECKPOINT = 'blindpass.checkpoint';
 
 const $ = (id) => document.getElementById(id);
 
@@ -157,16 +155,50 @@ class KeyRefused extends Error {
   }
 }
 
-/** The pinned log key, or the served one pinned now (trust on first use). */
-async function logKey() {
-  let text = localStorage.getItem(LOG_KEY);
-  if (!text) {
-    text = (await getText('/audit/key')).trim();
-    await parseLogKey(text);
-    localStorage.setItem(LOG_KEY, text);
+// A log that is not the one this device pinned (another key, history
+// rewritten): shown in red at the top of the page until the device's data
+// is cleared, and no pass is requested against it.
+let tampering = null;
+
+function tamperingText(error) {
+  switch (error.code) {
+    case 'key-changed': return t('pin.key-changed', { pinned: error.pinned, served: error.served });
+    case 'origin-changed': return t('pin.origin-changed', { detail: error.message });
+    case 'rolled-back': return t('pin.rolled-back', { size: error.pinnedSize });
+    default: return t('pin.forked', { size: error.pinnedSize });
+  }
+}
+
+function renderWarning() {
+  const warning = $('log-warning');
+  warning.hidden = !tampering;
+  warning.textContent = tampering ? tamperingText(tampering) : '';
+}
+
+/** The log, checked against this device's pins (pinning on first use). */
+async function checkedLog() {
+  try {
+    const { log } = await pinnedLog();
+    return log;
+  } catch (error) {
+    if (isTampering(error)) {
+      tampering = error;
+      renderWarning();
+    }
+    throw error;
+  } finally {
     renderLogKey();
   }
-  return parseLogKey(text);
+}
+
+/** On each visit with the issuer in reach: pin, or check against the pins. */
+async function checkLogOnVisit() {
+  try {
+    await checkedLog();
+  } catch {
+    // Offline or a failed check: a tampered log is shown by checkedLog; any
+    // other failure is reported when a pass is requested.
+  }
 }
 
 /** The one published key for the class and window, checked in the log. */
@@ -176,10 +208,9 @@ async function checkedKey(directory, klass, window) {
   const [published] = keys;
   const spki = fromBase64(published['token-key']);
   if (hex(await sha256(spki)) !== published['token-key-id']) throw new KeyRefused('key.mismatch', {});
-  const saved = JSON.parse(localStorage.getItem(CHECKPOINT) || 'null');
   let log;
   try {
-    log = await fetchLog(await logKey(), saved);
+    log = await checkedLog();
   } catch (error) {
     if (error instanceof LogError) throw new KeyRefused('log.failed', { detail: error.message });
     throw error;
@@ -188,7 +219,6 @@ async function checkedKey(directory, klass, window) {
   if (problem) {
     throw new KeyRefused(`key.${problem}`, { key: published['token-key-id'].slice(0, 16), class: klass, window });
   }
-  localStorage.setItem(CHECKPOINT, JSON.stringify({ size: log.size, root: log.root }));
   return { spki, keyId: published['token-key-id'] };
 }
 
@@ -225,10 +255,16 @@ function className(klass) {
   return has(key) ? t(key) : klass;
 }
 
+// Renders may overlap (a language switch while a pass is added); only the
+// latest one is drawn.
+let renderGeneration = 0;
+
 async function renderPasses() {
-  const list = $('pass-list');
-  list.replaceChildren();
+  const generation = ++renderGeneration;
   const all = (await passes.all()).sort((a, b) => a.window.localeCompare(b.window));
+  if (generation !== renderGeneration) return;
+  const list = $('pass-list');
+  const items = [];
   $('passes-none').hidden = all.length > 0;
   for (const pass of all) {
     const state = timeState(pass.window);
@@ -243,16 +279,24 @@ async function renderPasses() {
     const show = document.createElement('button');
     show.type = 'button';
     show.textContent = t('pass.show');
-    show.setAttribute('aria-label', t('pass.sr', { class: className(pass.class), window: pass.window, state: t(`pass.state.${state}`) }));
+    show.dataset.pass = pass.id;
+    // The accessible name starts with the visible word, then says which
+    // pass and its state (WCAG 2.5.3: what is seen is part of what is heard).
+    show.setAttribute('aria-label', t('pass.show.label', { class: className(pass.class), window: pass.window, state: t(`pass.state.${state}`) }));
     show.addEventListener('click', () => openPass(pass));
     const del = document.createElement('button');
     del.type = 'button';
     del.className = 'secondary';
     del.textContent = t('pass.delete');
+    del.setAttribute('aria-label', t('pass.delete.label', { class: className(pass.class), window: pass.window }));
     del.addEventListener('click', async () => { await passes.remove(pass.id); await renderPasses(); });
     item.append(label, badge, show, del);
-    list.append(item);
+    items.push(item);
   }
+  // One replacement, and a keyboard user keeps the focus on the same pass.
+  const focused = list.contains(document.activeElement) ? document.activeElement : null;
+  list.replaceChildren(...items);
+  if (focused?.dataset.pass) list.querySelector(`button[data-pass="${focused.dataset.pass}"]`)?.focus();
 }
 
 let shown = null;
@@ -279,9 +323,12 @@ function openPass(pass) {
 }
 
 function closePass() {
+  const closed = shown;
   shown = null;
   $('pass-view').hidden = true;
   document.body.classList.remove('showing-pass');
+  // The focus goes back to the button that opened the pass.
+  document.querySelector(`#pass-list button[data-pass="${closed?.id}"]`)?.focus();
 }
 
 function savePicture() {
@@ -295,8 +342,7 @@ function savePicture() {
 }
 
 function renderLogKey() {
-  const key = localStorage.getItem(LOG_KEY);
-  $('log-key').textContent = key || t('logkey.none');
+  $('log-key').textContent = pinned().key || t('logkey.none');
 }
 
 let classes = [];
@@ -322,6 +368,7 @@ function renderClasses() {
 function rerender() {
   renderClasses();
   renderLogKey();
+  renderWarning();
   renderPasses();
   for (const [form, error] of lastError) {
     clearErrors(form);
@@ -365,6 +412,7 @@ function main() {
   renderLogKey();
   renderPasses();
   registerWorker();
+  checkLogOnVisit();
 }
 
 main();

@@ -34,12 +34,17 @@ export function tempDir(label) {
   return mkdtempSync(join(tmpdir(), `blindpass-${label}-`));
 }
 
-/** Starts `serve --dev` and resolves once it answers /healthz. */
-export async function startServer() {
+/**
+ * Starts `serve --dev` and resolves once it answers /healthz. `port` and
+ * `dataDir` restart an issuer where another one was (same origin for the
+ * browser, same or another data directory); `args` are added to serve's.
+ */
+export async function startServer({ port, dataDir, args = [] } = {}) {
   const dir = tempDir('web');
-  const port = await freePort();
+  port ??= await freePort();
+  dataDir ??= join(dir, 'data');
   const base = `http://127.0.0.1:${port}`;
-  const child = spawn(BIN, ['serve', '--dev', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--key-horizon-days', '2'], {
+  const child = spawn(BIN, ['serve', '--dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--key-horizon-days', '2', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   // The server never outlives the test process, even one that is killed.
@@ -60,15 +65,20 @@ export async function startServer() {
   }
   return {
     base,
+    port,
     dir,
-    dataDir: join(dir, 'data'),
+    dataDir,
     cli(...args) {
       return execFileSync(BIN, args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     },
-    async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
-      rmSync(dir, { recursive: true, force: true });
+    /** Stops the issuer; its working directory is removed unless `keep`. */
+    async stop({ keep = false } = {}) {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -112,6 +112,9 @@ export async function rootOf(leaves) {
 export async function fetchLog(logKey, saved) {
   const note = await getText('/audit/checkpoint');
   const checkpoint = await verifyCheckpoint(note, logKey);
+  if (saved?.origin && saved.origin !== checkpoint.origin) {
+    throw new LogError('origin-changed', `the log is now "${checkpoint.origin}", not "${saved.origin}"`);
+  }
   const raw = [];
   for (let bundle = 0; raw.length < checkpoint.size; bundle++) {
     const width = Math.min(checkpoint.size - bundle * TILE_WIDTH, TILE_WIDTH);
@@ -127,9 +130,14 @@ export async function fetchLog(logKey, saved) {
     throw new LogError('mismatch', 'entries do not match the checkpoint');
   }
   if (saved) {
-    if (checkpoint.size < saved.size) throw new LogError('rolled-back', 'the log shrank');
+    if (checkpoint.size < saved.size) {
+      throw Object.assign(new LogError('rolled-back', 'the log shrank'), { pinnedSize: saved.size });
+    }
+    // The pinned root, recomputed at its size from today's entries: if the
+    // first `saved.size` entries are not the ones seen then, history was
+    // rewritten.
     if (toBase64(await rootOf(leaves.slice(0, saved.size))) !== saved.root) {
-      throw new LogError('forked', 'the log was rewritten');
+      throw Object.assign(new LogError('forked', 'the log was rewritten'), { pinnedSize: saved.size });
     }
   }
   const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -146,6 +154,53 @@ export async function fetchLog(logKey, saved) {
     return entry;
   });
   return { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), entries };
+}
+
+export const PINNED_KEY = 'blindpass.logKey';
+export const PINNED_CHECKPOINT = 'blindpass.checkpoint';
+
+/** The log key and checkpoint this device pinned (shared by the pages of one origin). */
+export function pinned() {
+  let checkpoint = null;
+  try {
+    checkpoint = JSON.parse(localStorage.getItem(PINNED_CHECKPOINT) || 'null');
+  } catch {
+    // An unreadable pin is treated as none; the key pin still holds.
+  }
+  return { key: localStorage.getItem(PINNED_KEY), checkpoint };
+}
+
+/**
+ * Fetches the log and checks it against what this device pinned: the log
+ * key is pinned on first use and must not change (`key-changed`); the
+ * checkpoint keeps its origin, and the one pinned before is a prefix of
+ * this log (`rolled-back`, `forked`). A log that passes becomes the pinned
+ * checkpoint; one that fails leaves the pins as they were, so the warning
+ * stays until the device's data is cleared. Returns the log, the key text
+ * whether the key was pinned just now, and the size pinned before.
+ */
+export async function pinnedLog() {
+  const served = (await getText('/audit/key')).trim();
+  const pins = pinned();
+  const firstUse = !pins.key;
+  if (firstUse) {
+    await parseLogKey(served);
+    localStorage.setItem(PINNED_KEY, served);
+  } else if (pins.key !== served) {
+    const error = new LogError('key-changed', 'the log key changed');
+    error.pinned = pins.key;
+    error.served = served;
+    throw error;
+  }
+  const keyText = firstUse ? served : pins.key;
+  const log = await fetchLog(await parseLogKey(keyText), pins.checkpoint);
+  localStorage.setItem(PINNED_CHECKPOINT, JSON.stringify({ origin: log.origin, size: log.size, root: log.root }));
+  return { log, keyText, firstUse, pinnedSize: pins.checkpoint?.size ?? null };
+}
+
+/** Whether a log failure means the log is not the one this device saw. */
+export function isTampering(error) {
+  return error instanceof LogError && ['key-changed', 'origin-changed', 'rolled-back', 'forked'].includes(error.code);
 }
 
 /**
@@ -165,29 +220,71 @@ export function keyProblem(entries, keyId, klass, window) {
   return null;
 }
 
-/** Periods as the log tells them: opened, deadlines, ended, destroyed. */
+/**
+ * An RFC 3339 time from the log as nanoseconds since the epoch (BigInt):
+ * the log writes nanoseconds, which a Date would round away.
+ */
+export function instant(text) {
+  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(text ?? '');
+  if (!match) throw new LogError('malformed', `not a time: ${text}`);
+  const seconds = Date.parse(`${match[1]}${match[3]}`);
+  if (Number.isNaN(seconds)) throw new LogError('malformed', `not a time: ${text}`);
+  return BigInt(seconds) * 1_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
+}
+
+const NS = 1_000_000_000n;
+
+/**
+ * Periods as the log tells them, computed as `blindpass audit` does
+ * (src/auditor/periods.rs): the grace between end and deadline is fixed
+ * when a period opens or is extended; an early end (`period-ended`) moves
+ * the end to that moment and the deadline to it plus the grace. A
+ * destruction is on time when it is at most the deadline, to the whole
+ * second as the auditor counts; a destruction entry whose deadline or
+ * lateness disagrees with the one the log announced is `misreported`.
+ */
 export function periods(entries) {
   const byId = new Map();
   const of = (id) => {
-    if (!byId.has(id)) byId.set(id, { id, name: null, endsAt: null, deadline: null, ended: null, destroyed: null, lateByS: null, purged: null });
+    if (!byId.has(id)) {
+      byId.set(id, {
+        id, name: null, plannedEnd: null, endsAt: null, deadline: null, deadlineNs: null, grace: null,
+        endedEarly: null, destroyed: null, lateByS: null, misreported: false, purged: null,
+      });
+    }
     return byId.get(id);
   };
   for (const { at, event } of entries) {
+    const period = event.period === undefined ? null : of(event.period);
     switch (event.kind) {
       case 'period-opened':
-        Object.assign(of(event.period), { name: event.name, openedAt: at, endsAt: event.ends_at, deadline: event.deadline });
-        break;
       case 'period-extended':
-        Object.assign(of(event.period), { endsAt: event.ends_at, deadline: event.deadline });
+        Object.assign(period, {
+          endsAt: event.ends_at, plannedEnd: event.ends_at, deadline: event.deadline, deadlineNs: instant(event.deadline),
+        });
+        if (event.name !== undefined) period.name = event.name;
+        period.grace = instant(event.deadline) - instant(event.ends_at);
         break;
-      case 'period-ended':
-        of(event.period).ended = at;
+      case 'period-ended': {
+        period.endedEarly = at;
+        period.endsAt = at;
+        const deadline = instant(at) + (period.grace ?? 0n);
+        period.deadline = new Date(Number(deadline / 1_000_000n)).toISOString().replace(/\.\d+Z$/, 'Z');
+        period.deadlineNs = deadline;
         break;
-      case 'period-key-destroyed':
-        Object.assign(of(event.period), { destroyed: at, deadline: event.deadline, lateByS: event.late_by_s });
+      }
+      case 'period-key-destroyed': {
+        if (period.destroyed) break;
+        const deadline = period.deadlineNs ?? instant(event.deadline);
+        const late = instant(at) - deadline;
+        period.destroyed = at;
+        period.lateByS = late > 0n ? Number(late / NS) : 0;
+        period.misreported = instant(event.deadline) / NS !== deadline / NS || event.late_by_s !== period.lateByS;
+        if (!period.deadline) period.deadline = event.deadline;
         break;
+      }
       case 'records-purged':
-        of(event.period).purged = event.entries;
+        period.purged = (period.purged ?? 0) + event.entries;
         break;
       default:
         break;
