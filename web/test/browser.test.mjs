@@ -447,6 +447,8 @@ test('8: keyboard only: enrol, log in, request a pass and show it with Tab and E
   await tabTo(page, '#request-submit', { back: true });
   await page.keyboard.press('Enter');
   await page.waitForSelector('#request-status.ok', { timeout: 60_000 });
+  await page.evaluate(() => { document.documentElement.dataset.expected = 'en'; });
+  assert.deepEqual(await accessibilityProblems(page), [], 'with a pass listed');
   const show = '#pass-list li button:not(.secondary)';
   await tabTo(page, show, { back: true, max: 60 });
   // The pass's state is in what a screen reader says for its button.
@@ -455,6 +457,7 @@ test('8: keyboard only: enrol, log in, request a pass and show it with Tab and E
   await page.waitForSelector('#pass-view:not([hidden])');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'pass-close');
   assert.match(await page.getAttribute('#pass-qr', 'aria-label'), /Valid today$/);
+  assert.deepEqual(await accessibilityProblems(page), [], 'with the pass shown');
   for (const lang of ['en', 'ru']) {
     const tops = await page.$$eval('#pass-view .row button', (buttons) => buttons.map((b) => Math.round(b.getBoundingClientRect().top)));
     assert.equal(new Set(tops).size, 1, `${lang}: the pass's buttons on one row (${tops})`);
