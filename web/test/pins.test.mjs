@@ -78,9 +78,11 @@ test('deletion page: an early end says so, and a destruction after its deadline 
   const planned = iso(now + 3 * 86_400_000);
   ids.early = JSON.parse(admin('--json', 'period', 'open', '--name', 'ended-early', '--ends-at', planned, '--grace-s', '86400')).id;
   admin('period', 'end', ids.early);
-  // Due in three seconds with no grace, while no expiry pass runs.
-  ids.late = JSON.parse(admin('--json', 'period', 'open', '--name', 'missed', '--ends-at', iso(now + 3_000), '--grace-s', '0')).id;
-  await new Promise((r) => setTimeout(r, 5_000));
+  // Due in a few seconds with no grace, while no expiry pass runs; the
+  // page is read once the deadline is two seconds past.
+  const due = Date.now() + 5_000;
+  ids.late = JSON.parse(admin('--json', 'period', 'open', '--name', 'missed', '--ends-at', iso(due), '--grace-s', '0')).id;
+  await new Promise((r) => setTimeout(r, Math.max(0, due + 2_000 - Date.now())));
 
   let { page, problems } = await transparency();
   let missed = await row(page, ids.late);
