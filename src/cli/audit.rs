@@ -129,6 +129,10 @@ pub struct InspectArgs {
     /// key-ring check is skipped. Not used with --pid.
     #[arg(long, env = "BLINDPASS_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// The PKCS#11 token holding the master key (as for `serve --master`):
+    /// also check that the token holds no key of a destroyed generation.
+    #[arg(long, value_name = "PKCS11_URI", conflicts_with = "pid")]
+    pub master: Option<String>,
     /// Inspect the memory of this running issuer process instead of the
     /// files (needs root, or the right to trace it); --data-dir is where
     /// its audit log is.
@@ -336,7 +340,16 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let passphrase = passphrase(&args)?;
     let report = crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary)
         .map_err(explain_inspect)?;
-    finish(&report, args.json, print_inspect, report.passed())
+    let token_passed = match &args.master {
+        Some(master) => super::master::inspect_token(master, &args.data_dir, args.json)?,
+        None => true,
+    };
+    finish(
+        &report,
+        args.json,
+        print_inspect,
+        report.passed() && token_passed,
+    )
 }
 
 fn print_inspect(report: &InspectReport) {

@@ -26,6 +26,7 @@ pub mod admin;
 pub mod audit;
 pub mod bench;
 mod hardening;
+pub mod master;
 pub mod serve;
 pub mod verify;
 pub mod wallet;

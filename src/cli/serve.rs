@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// passphrase comes from this file or from BLINDPASS_PASSPHRASE.
     #[arg(long, env = "BLINDPASS_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Keep the master key in a PKCS#11 token instead of the passphrase
+    /// slot: pkcs11:token=<label>?module-path=<module.so>[&pin-source=<file>]
+    /// (the PIN from that file or BLINDPASS_PKCS11_PIN; see docs/hsm.md).
+    #[arg(long, value_name = "PKCS11_URI")]
+    pub master: Option<String>,
     /// Issuer name in the permit challenge (verifiers check it).
     #[arg(long, default_value = "blindpass.local")]
     pub issuer_name: String,
@@ -299,7 +304,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(arenas, tunables, "malloc arenas");
     tracing::info!(core_dumps, "core dumps");
     let http = http_config(&args)?;
-    let pass = passphrase(&args)?;
+    // With the master key in a token there is no passphrase to ask for.
+    let pass = match args.master {
+        Some(_) => Passphrase::new(String::new()),
+        None => passphrase(&args)?,
+    };
     let public_url = args
         .public_url
         .clone()
@@ -319,7 +328,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Each start-up step logs what it took: a slow start can be traced to
     // the master slot and sled's recovery, the expiry pass, or key generation.
     let step = std::time::Instant::now();
-    let authority = if layout.master_slot().exists() {
+    let authority = if let Some(master) = &args.master {
+        super::master::open_or_init(master, &args.data_dir, config, clock)?
+    } else if layout.master_slot().exists() {
         Authority::open(&args.data_dir, &pass, config, clock)
     } else {
         fsutil::create_private_dir(&args.data_dir)?;

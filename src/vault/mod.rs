@@ -15,6 +15,7 @@
 pub mod fsutil;
 pub mod keyring;
 pub mod master;
+pub mod pkcs11;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub enum VaultError {
     /// Sealing or opening failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The PKCS#11 token holding the master key refused or failed.
+    #[error(transparent)]
+    Token(#[from] pkcs11::TokenError),
 }
 
 /// Points in a key-ring replace or a period destruction where tests can
@@ -58,9 +62,13 @@ pub enum VaultError {
 pub enum FaultPoint {
     /// After the destruction intent is recorded, before anything else.
     AfterIntent,
+    /// After the provider made room for the new master key (a token
+    /// generated its new key), before the new ring is written.
+    AfterNewMasterPrepared,
     /// After the new ring file is durable, before the master slot changes.
     AfterNewRingWritten,
-    /// After the master slot holds the new key, before the old ring is removed.
+    /// After the master slot holds the new key, before the provider
+    /// destroys the old one (a token's old key) and the old ring is removed.
     AfterMasterReplaced,
     /// After the key is gone, before the period's sled data is purged.
     BeforePurge,
@@ -139,6 +147,7 @@ impl Vault {
     /// removes ring files left by an interrupted rotation.
     pub fn open(dir: &Path, provider: Box<dyn MasterKeyProvider>) -> Result<Self, VaultError> {
         let vault = Self::open_read_only(dir, provider)?;
+        vault.provider.destroy_others(vault.version)?;
         for stale in ring_versions(dir)?
             .into_iter()
             .filter(|v| *v != vault.version)
@@ -249,13 +258,17 @@ impl Vault {
     /// earlier copy of the ring — on disk, in backups, in freed blocks — is
     /// sealed under a master key that no longer exists anywhere.
     ///
-    /// Order: write `keyring.<v+1>` under `M_{v+1}` and make it durable;
-    /// replace the master slot (the commit point); remove `keyring.<v>`;
+    /// Order: the provider prepares for `v+1` (a token generates its new
+    /// key); write `keyring.<v+1>` under `M_{v+1}` and make it durable;
+    /// replace the master slot (the commit point); the provider destroys
+    /// what it holds for `v` (a token's old key); remove `keyring.<v>`;
     /// drop the old master from memory (it is zeroized on drop).
     pub fn rotate(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
         let mut next = self.ring.clone();
         change(&mut next);
         let new_version = self.version + 1;
+        self.provider.prepare(new_version)?;
+        self.check_fault(FaultPoint::AfterNewMasterPrepared)?;
         let new_master = MasterKey::generate();
         self.write_ring(new_version, &new_master, &next)?;
         self.check_fault(FaultPoint::AfterNewRingWritten)?;
@@ -266,6 +279,7 @@ impl Vault {
         self.ring = next;
         self.generation += 1;
         self.check_fault(FaultPoint::AfterMasterReplaced)?;
+        self.provider.destroy_others(new_version)?;
         fsutil::scrub_and_remove(&ring_path(&self.dir, old_version))?;
         Ok(())
     }
