@@ -528,12 +528,14 @@ impl MasterKeyProvider for TokenMaster {
             .key(&session, version)?
             .ok_or(TokenError::KeyGone { version })?;
         let mut iv = random_32()[..12].to_vec();
-        let iv_hex = hex::encode(&iv);
         let aad = wrap_aad(&self.0.vault_id, version);
         let params = GcmParams::new(&mut iv, &aad, GCM_TAG_BITS.into()).map_err(call)?;
         let wrapped = session
             .encrypt(&Mechanism::AesGcm(params), token_key, key.expose_secret())
             .map_err(call)?;
+        // Read the nonce back after the call: a token that picks GCM nonces
+        // itself writes its choice into the parameter buffer.
+        let iv_hex = hex::encode(&iv);
         let file = MasterFile {
             format: FORMAT.into(),
             vault_id: hex::encode(&self.0.vault_id),
