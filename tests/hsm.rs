@@ -484,6 +484,11 @@ fn serve_issues_destroys_and_restarts_with_the_master_in_the_token() {
                 text.contains("key objects present for versions [2]"),
                 "{text}"
             );
+            // The key ring, opened through the token, agrees with the log.
+            assert!(
+                text.contains("key ring: master version 2, 0 live periods, 1 destroyed"),
+                "{text}"
+            );
 
             // The backup does not open, PIN or not, and is left as it was.
             let before = snapshot(&backup);
@@ -581,6 +586,7 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                 assert!(text.contains(expected), "{uri}: {text}");
                 assert!(text.contains("hint"), "{uri}: {text}");
                 assert!(!text.contains(PIN), "the PIN was printed: {text}");
+                assert!(!text.contains("ERROR"), "noise before the refusal: {text}");
                 assert_eq!(snapshot(&root), files, "{uri} changed a file");
                 assert_eq!(token.key_versions(&root), keys, "{uri}");
             }

@@ -338,10 +338,20 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         return run_inspect_memory(pid, &args);
     }
     let passphrase = passphrase(&args)?;
-    let report = crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary)
-        .map_err(explain_inspect)?;
-    let token_passed = match &args.master {
-        Some(master) => super::master::inspect_token(master, &args.data_dir, args.json)?,
+    let token = args
+        .master
+        .as_deref()
+        .map(|spec| super::master::open_for_inspection(spec, &args.data_dir))
+        .transpose()?;
+    let report = match &token {
+        Some(token) => {
+            crate::auditor::inspect_with(&args.data_dir, Some(|| token.summary()), &args.canary)
+        }
+        None => crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary),
+    }
+    .map_err(explain_inspect)?;
+    let token_passed = match &token {
+        Some(token) => token.report(args.json)?,
         None => true,
     };
     finish(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use super::CliError;
 use crate::clock::Clock;
-use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
+use crate::issuer::{
+    Authority, AuthorityConfig, DataDir, IssuerError, VaultSummary, key_commitment,
+};
 use crate::vault::pkcs11::{MASTER_FILE, TokenError, TokenMaster, TokenPin, TokenUri};
 use crate::vault::{Vault, VaultError, fsutil};
 
@@ -143,10 +145,16 @@ pub fn open_or_init(
     ))
 }
 
-/// `audit inspect --master`: the token's side of the inspection. Prints which
-/// master versions still have a key object in the token and returns whether
-/// only the current one does (every destroyed generation's key is gone).
-pub fn inspect_token(spec: &str, root: &Path, json: bool) -> anyhow::Result<bool> {
+/// The token side of `audit inspect --master`: the vault's master key
+/// opened in the token (PIN checked), nothing changed.
+pub struct TokenInspection {
+    master: TokenMaster,
+    root: std::path::PathBuf,
+    token: String,
+}
+
+/// Opens the token named by `spec` for inspecting the data directory `root`.
+pub fn open_for_inspection(spec: &str, root: &Path) -> anyhow::Result<TokenInspection> {
     let uri = uri(spec)?;
     let pin = pin(&uri)?;
     let file = DataDir::new(root).vault().join(MASTER_FILE);
@@ -161,31 +169,65 @@ pub fn inspect_token(spec: &str, root: &Path, json: bool) -> anyhow::Result<bool
         .into());
     }
     let master = TokenMaster::open(&file, &uri, &pin).map_err(|e| explain(e, &uri))?;
-    let current = master.stored_version()?;
-    let present = master.key_versions().map_err(|e| explain(e, &uri))?;
-    let stale: Vec<u64> = present.iter().copied().filter(|v| *v != current).collect();
-    let line = format!(
-        "token {:?}: master version {current} (key {}); key objects present for versions {present:?}",
-        uri.token,
-        master.key_label(current)
-    );
-    // With --json the report on stdout stays one JSON object.
-    if json {
-        eprintln!("{line}");
-    } else {
-        outln!("{line}");
+    Ok(TokenInspection {
+        master,
+        root: root.to_owned(),
+        token: uri.token,
+    })
+}
+
+impl TokenInspection {
+    /// The key ring opened read-only through the token and summarised, for
+    /// the comparison with the audit log (as `issuer::inspect_vault` does
+    /// with the passphrase).
+    pub fn summary(&self) -> Result<VaultSummary, IssuerError> {
+        let layout = DataDir::new(&self.root);
+        let vault = Vault::open_read_only(&layout.vault(), Box::new(self.master.clone()))?;
+        let ring = vault.ring();
+        Ok(VaultSummary {
+            master_version: vault.master_version(),
+            ring_files: vault.ring_files()?,
+            live: ring
+                .periods
+                .iter()
+                .map(|p| (p.id, key_commitment(&p.key)))
+                .collect(),
+            destroyed: ring.destroyed.iter().map(|d| d.id).collect(),
+            signing_keys: ring
+                .signing_keys
+                .iter()
+                .map(|k| k.key.public().key_id().to_hex())
+                .collect(),
+        })
     }
-    for version in &stale {
-        let finding = format!(
-            "FAILED: the token still holds the key of master version {version} ({}), which a \
-             rotation should have destroyed",
-            master.key_label(*version)
-        );
-        if json {
-            eprintln!("{finding}");
-        } else {
-            outln!("{finding}");
+
+    /// Prints which master versions still have a key object in the token;
+    /// returns whether only the current one does (every destroyed
+    /// generation's key is gone). With `json`, the lines go to stderr so
+    /// that stdout stays one JSON object.
+    pub fn report(&self, json: bool) -> anyhow::Result<bool> {
+        let current = self.master.stored_version()?;
+        let present = self.master.key_versions()?;
+        let mut lines = vec![format!(
+            "token {:?}: master version {current} (key {}); key objects present for versions {present:?}",
+            self.token,
+            self.master.key_label(current)
+        )];
+        let stale: Vec<u64> = present.into_iter().filter(|v| *v != current).collect();
+        for version in &stale {
+            lines.push(format!(
+                "FAILED: the token still holds the key of master version {version} ({}), which a \
+                 rotation should have destroyed",
+                self.master.key_label(*version)
+            ));
         }
+        for line in lines {
+            if json {
+                eprintln!("{line}");
+            } else {
+                outln!("{line}");
+            }
+        }
+        Ok(stale.is_empty())
     }
-    Ok(stale.is_empty())
 }

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
@@ -317,16 +317,18 @@ fn login(uri: &TokenUri, pin: &TokenPin) -> Result<Session, TokenError> {
         [slot] => *slot,
         _ => return Err(TokenError::AmbiguousToken(uri.token.clone())),
     };
-    let mechanisms = ctx.get_mechanism_list(slot).map_err(call)?;
+    // Asked one by one: listing them all makes the binding log an error
+    // for every vendor mechanism it does not know.
     for (needed, name) in [
-        (cryptoki::mechanism::MechanismType::AES_GCM, "AES-GCM"),
-        (
-            cryptoki::mechanism::MechanismType::AES_KEY_GEN,
-            "AES key generation",
-        ),
+        (MechanismType::AES_GCM, "AES-GCM"),
+        (MechanismType::AES_KEY_GEN, "AES key generation"),
     ] {
-        if !mechanisms.contains(&needed) {
-            return Err(TokenError::Unsupported(name));
+        match ctx.get_mechanism_info(slot, needed) {
+            Ok(_) => {}
+            Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {
+                return Err(TokenError::Unsupported(name));
+            }
+            Err(e) => return Err(call(e)),
         }
     }
     let session = ctx.open_rw_session(slot).map_err(call)?;
