@@ -137,6 +137,8 @@ fn with_token(name: &str, body: fn(&Token)) {
         "{name} failed in its process:\n{text}"
     );
     assert!(text.contains("1 passed"), "{name} did not run:\n{text}");
+    // What the child printed (measurements), for --nocapture.
+    print!("{text}");
 }
 
 fn config() -> AuthorityConfig {
@@ -603,6 +605,111 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                 snapshot(&root),
                 files,
                 "the passphrase start changed a file"
+            );
+        },
+    );
+}
+
+/// The issuer's RSA private-key operation done by the token (a raw
+/// RSA-X-509 signature, the RFC 9474 `BlindSign` core) gives the same blind
+/// signature as the issuer's own, and a token that verifies. Also times both
+/// on one thread: `BLINDPASS_HSM_SIGN_ROUNDS` (default 20) signatures each.
+#[test]
+fn a_raw_rsa_signature_in_the_token_is_a_correct_blind_signature() {
+    with_token(
+        "a_raw_rsa_signature_in_the_token_is_a_correct_blind_signature",
+        |token| {
+            use blindpass::crypto::blind::{IssuerSigningKey, finalize};
+            use blindpass::protocol::token::{TokenChallenge, TokenResponse};
+            use cryptoki::mechanism::Mechanism;
+            use cryptoki::object::{Attribute, KeyType, ObjectClass};
+            use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+
+            let key = IssuerSigningKey::generate().unwrap();
+            let sk = key.dangerous_rsa_private_key();
+            let big = |x: &rsa::BoxedUint| {
+                let bytes = x.to_be_bytes();
+                let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+                bytes[start..].to_vec()
+            };
+            let primes = sk.primes();
+            let template = [
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Sign(true),
+                Attribute::Modulus(big(sk.n())),
+                Attribute::PublicExponent(big(sk.e())),
+                Attribute::PrivateExponent(big(sk.d())),
+                Attribute::Prime1(big(&primes[0])),
+                Attribute::Prime2(big(&primes[1])),
+                Attribute::Exponent1(big(sk.dp().unwrap())),
+                Attribute::Exponent2(big(sk.dq().unwrap())),
+                Attribute::Coefficient(big(&sk.crt_coefficient().unwrap())),
+            ];
+            let ctx = cryptoki::context::Pkcs11::new(MODULE).unwrap();
+            let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
+                cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+            ));
+            let slot = ctx
+                .get_slots_with_initialized_token()
+                .unwrap()
+                .into_iter()
+                .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token.label)
+                .unwrap();
+            let session = ctx.open_rw_session(slot).unwrap();
+            session
+                .login(
+                    cryptoki::session::UserType::User,
+                    Some(&cryptoki::types::AuthPin::from(PIN)),
+                )
+                .unwrap();
+            let handle = session.create_object(&template).unwrap();
+
+            let digest = TokenChallenge::permit("blindpass.test").digest().unwrap();
+            let (request, pending) = begin_issuance(key.public(), digest).unwrap();
+            let in_token = session
+                .sign(&Mechanism::RsaX509, handle, &request.blinded_msg)
+                .unwrap();
+            let own = key.blind_sign(&request).unwrap();
+            assert_eq!(in_token, own.blind_sig, "the token's signature differs");
+            let permit = finalize(
+                &pending,
+                &TokenResponse {
+                    blind_sig: in_token,
+                },
+            )
+            .unwrap();
+            key.public().verify_signature(&permit).unwrap();
+
+            let rounds: usize = std::env::var("BLINDPASS_HSM_SIGN_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20);
+            let requests: Vec<_> = (0..rounds)
+                .map(|_| begin_issuance(key.public(), digest).unwrap().0)
+                .collect();
+            let t0 = Instant::now();
+            for r in &requests {
+                session
+                    .sign(&Mechanism::RsaX509, handle, &r.blinded_msg)
+                    .unwrap();
+            }
+            let token_ms = t0.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+            let t0 = Instant::now();
+            for r in &requests {
+                key.blind_sign(r).unwrap();
+            }
+            let own_ms = t0.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+            println!(
+                "RSA-2048 blind signature, one thread, {rounds} rounds: token (RSA-X-509) \
+                 {token_ms:.3} ms each ({:.0}/s); in process (default backend) {own_ms:.3} ms each \
+                 ({:.0}/s); token/in-process time ratio {:.2}",
+                1000.0 / token_ms,
+                1000.0 / own_ms,
+                token_ms / own_ms
             );
         },
     );
