@@ -273,14 +273,14 @@ fn a_copy_from_before_a_rotation_does_not_open_with_the_pin() {
                 other => panic!("the old copy opened or failed otherwise: {other:?}"),
             }
             // As `serve --master` would open it: refused with a hint.
-            let refused = blindpass::cli::master::open_or_init(
+            let Err(refused) = blindpass::cli::master::open_or_init(
                 &token.uri(),
                 &backup,
                 config(),
                 Arc::new(clock.clone()),
-            )
-            .err()
-            .expect("the copy from before the rotation opened");
+            ) else {
+                panic!("the copy from before the rotation opened");
+            };
             let refused = refused
                 .downcast_ref::<blindpass::cli::CliError>()
                 .expect("a message and a hint");
