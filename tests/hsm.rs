@@ -592,6 +592,19 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                 assert_eq!(snapshot(&root), files, "{uri} changed a file");
                 assert_eq!(token.key_versions(&root), keys, "{uri}");
             }
+            // On a first start too: nothing is created.
+            let fresh = data.path().join("fresh");
+            let mut cmd = token.blindpass();
+            cmd.args(["serve", "--data-dir"]).arg(&fresh).args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--master",
+                &wrong,
+            ]);
+            let (out, text) = run(cmd);
+            assert!(!out.status.success(), "{text}");
+            assert!(text.contains("the token refused the PIN"), "{text}");
+            assert!(!fresh.exists(), "a refused first start created {fresh:?}");
             // A directory whose key is in the token is not reopened as a
             // passphrase vault (that would start a second, empty vault).
             let mut cmd = token.blindpass();

@@ -123,14 +123,14 @@ pub fn open_or_init(
     let master = if file.exists() {
         TokenMaster::open(&file, &uri, &pin).map_err(|e| explain(e, &uri))?
     } else {
+        let master = TokenMaster::create(&file, &uri, &pin).map_err(|e| explain(e, &uri))?;
+        // The token made the vault directory (and the root with it).
         fsutil::create_private_dir(root)?;
-        fsutil::create_private_dir(&layout.vault())?;
         eprintln!(
-            "initialising a new data directory in {} (master key in token {:?})",
+            "initialised a new data directory in {} (master key in token {:?})",
             root.display(),
             uri.token
         );
-        let master = TokenMaster::create(&file, &uri, &pin).map_err(|e| explain(e, &uri))?;
         match Vault::create(&layout.vault(), Box::new(master.clone())) {
             Ok(vault) => drop(vault),
             Err(e) => return Ok(Err(e.into())),

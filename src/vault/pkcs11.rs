@@ -362,13 +362,19 @@ fn read_file(path: &Path) -> Result<MasterFile, VaultError> {
 
 impl TokenMaster {
     /// Starts a new vault's master key in the token: a fresh vault id, a
-    /// token key for version 1 and `M_1` wrapped under it in `file`.
+    /// token key for version 1 and `M_1` wrapped under it in `file` (its
+    /// directory is created, private, once the token has accepted the PIN).
     /// Refuses if `file` or a passphrase slot beside it exists.
     pub fn create(file: &Path, uri: &TokenUri, pin: &TokenPin) -> Result<Self, VaultError> {
         if file.exists() || file.with_file_name("master.slot").exists() {
             return Err(VaultError::AlreadyInitialised);
         }
         let session = login(uri, pin)?;
+        // Only now, with the token found and the PIN accepted: a refused
+        // first start leaves no directory behind.
+        if let Some(dir) = file.parent() {
+            fsutil::create_private_dir(dir)?;
+        }
         let id = random_32();
         let master = Self(Arc::new(Inner {
             file: file.to_owned(),
