@@ -333,6 +333,69 @@ mod tests {
         assert_eq!(ring_versions(dir.path()).unwrap(), vec![2]);
     }
 
+    /// A provider that keeps its key in memory and records the calls the
+    /// vault makes, to check their order around the commit point.
+    struct Recording {
+        key: std::sync::Mutex<(u64, MasterKey)>,
+        calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl MasterKeyProvider for Recording {
+        fn load(&self) -> Result<(u64, MasterKey), VaultError> {
+            Ok(self.key.lock().unwrap().clone())
+        }
+        fn prepare(&self, version: u64) -> Result<(), VaultError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("prepare {version}"));
+            Ok(())
+        }
+        fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("replace {version}"));
+            *self.key.lock().unwrap() = (version, key.clone());
+            Ok(())
+        }
+        fn destroy_others(&self, current: u64) -> Result<(), VaultError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("destroy others {current}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_provider_prepares_before_and_destroys_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let provider = Recording {
+            key: std::sync::Mutex::new((1, MasterKey::generate())),
+            calls: calls.clone(),
+        };
+        let mut vault = Vault::create(dir.path(), Box::new(provider)).unwrap();
+        vault.rotate(|_| {}).unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["prepare 2", "replace 2", "destroy others 2"]
+        );
+        // Stopped right after the preparation: nothing was committed.
+        calls.lock().unwrap().clear();
+        vault.dangerous_inject_fault(Some(FaultPoint::AfterNewMasterPrepared));
+        vault.rotate(|_| {}).unwrap_err();
+        assert_eq!(*calls.lock().unwrap(), ["prepare 3"]);
+        assert_eq!(vault.master_version(), 2);
+        // Every open clears what a crash left behind.
+        calls.lock().unwrap().clear();
+        let Vault { provider, .. } = vault;
+        let vault = Vault::open(dir.path(), provider).unwrap();
+        assert_eq!(vault.master_version(), 2);
+        assert_eq!(*calls.lock().unwrap(), ["destroy others 2"]);
+    }
+
     #[test]
     fn truncated_or_flipped_ring_is_a_clean_error() {
         let dir = tempfile::tempdir().unwrap();
