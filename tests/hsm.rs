@@ -614,6 +614,7 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                 .env("BLINDPASS_PASSPHRASE", "some passphrase");
             let (out, text) = run(cmd);
             assert!(!out.status.success(), "{text}");
+            assert!(text.contains("master key is in a PKCS#11 token"), "{text}");
             assert_eq!(
                 snapshot(&root),
                 files,

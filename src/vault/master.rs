@@ -89,7 +89,10 @@ impl PassphraseSlot {
         // A vault whose master key lives in a token has no slot file, but it
         // is initialised all the same: a new slot beside it would start a
         // second, empty vault over the first one's files.
-        if path.exists() || path.with_file_name(super::pkcs11::MASTER_FILE).exists() {
+        if path.with_file_name(super::pkcs11::MASTER_FILE).exists() {
+            return Err(VaultError::MasterInToken);
+        }
+        if path.exists() {
             return Err(VaultError::AlreadyInitialised);
         }
         let salt = random_32();

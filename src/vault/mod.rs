@@ -39,6 +39,13 @@ pub enum VaultError {
     /// A master slot already exists; refusing to overwrite it.
     #[error("a master slot already exists")]
     AlreadyInitialised,
+    /// The vault's master key is in a PKCS#11 token (`vault/master.pkcs11`):
+    /// it opens only with that token, never with a passphrase.
+    #[error(
+        "this vault's master key is in a PKCS#11 token (vault/master.pkcs11); open it with \
+         --master pkcs11:…, not with a passphrase"
+    )]
+    MasterInToken,
     /// A vault file is damaged, truncated or was tampered with.
     #[error("vault file is corrupt or was tampered with: {0}")]
     Corrupt(&'static str),
