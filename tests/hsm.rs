@@ -728,3 +728,40 @@ fn a_raw_rsa_signature_in_the_token_is_a_correct_blind_signature() {
         },
     );
 }
+
+#[test]
+fn a_damaged_master_file_is_a_clean_error_that_changes_nothing() {
+    with_token(
+        "a_damaged_master_file_is_a_clean_error_that_changes_nothing",
+        |token| {
+            let clock = ManualClock::new(OffsetDateTime::now_utc());
+            let data = tempfile::tempdir().unwrap();
+            let root = data.path().join("data");
+            drop(open(token, &root, &clock).unwrap());
+            let path = DataDir::new(&root).vault().join(MASTER_FILE);
+            let good = std::fs::read_to_string(&path).unwrap();
+            let stored: serde_json::Value = serde_json::from_str(&good).unwrap();
+            let wrapped = stored["wrapped"].as_str().unwrap();
+            let mut flipped = stored.clone();
+            let first = if wrapped.starts_with('0') { "1" } else { "0" };
+            flipped["wrapped"] = format!("{first}{}", &wrapped[1..]).into();
+            let mut renumbered = stored.clone();
+            renumbered["iv"] = "00".repeat(12).into();
+            for (what, bytes) in [
+                ("a flipped ciphertext", flipped.to_string()),
+                ("another nonce", renumbered.to_string()),
+                ("a truncated file", good[..good.len() / 2].to_owned()),
+            ] {
+                std::fs::write(&path, &bytes).unwrap();
+                let files = snapshot(&root);
+                match token.master(&root) {
+                    Err(VaultError::Corrupt(_)) => {}
+                    other => panic!("{what}: {other:?}"),
+                }
+                assert_eq!(snapshot(&root), files, "{what}");
+            }
+            std::fs::write(&path, &good).unwrap();
+            assert_eq!(token.key_versions(&root), vec![1]);
+        },
+    );
+}

@@ -492,7 +492,17 @@ impl MasterKeyProvider for TokenMaster {
         let plain = Zeroizing::new(
             session
                 .decrypt(&Mechanism::AesGcm(params), key, &wrapped)
-                .map_err(|_| VaultError::Corrupt("master key does not open under the token key"))?,
+                .map_err(|e| match e {
+                    // A failed tag check: SoftHSM2 answers CKR_GENERAL_ERROR,
+                    // other tokens CKR_ENCRYPTED_DATA_INVALID.
+                    CkError::Pkcs11(
+                        RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::GeneralError,
+                        _,
+                    ) => VaultError::Corrupt("master key does not open under the token key"),
+                    other => call(other).into(),
+                })?,
         );
         let master =
             MasterKey::from_slice(&plain).ok_or(VaultError::Corrupt("master key length"))?;
