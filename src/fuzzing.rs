@@ -29,11 +29,11 @@ pub fn master_slot(bytes: &[u8]) -> Result<(), VaultError> {
 /// outcome of each (`true` = accepted), in the order enrol, login, open
 /// period, extend period.
 pub fn http_request_bodies(bytes: &[u8]) -> [bool; 4] {
-    use crate::http::routes::{EnrolBody, ExtendBody, LoginBody, OpenBody};
+    use crate::protocol::api::{Enrolment, ExtendPeriod, Login, OpenPeriod};
     [
-        serde_json::from_slice::<EnrolBody>(bytes).is_ok(),
-        serde_json::from_slice::<LoginBody>(bytes).is_ok(),
-        serde_json::from_slice::<OpenBody>(bytes).is_ok(),
-        serde_json::from_slice::<ExtendBody>(bytes).is_ok(),
+        serde_json::from_slice::<Enrolment>(bytes).is_ok(),
+        serde_json::from_slice::<Login>(bytes).is_ok(),
+        serde_json::from_slice::<OpenPeriod>(bytes).is_ok(),
+        serde_json::from_slice::<ExtendPeriod>(bytes).is_ok(),
     ]
 }

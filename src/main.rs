@@ -1,4 +1,7 @@
-//! The `blindpass` binary: a thin face over the library (see `blindpass::cli`).
+//! The `blindpass` binary: a thin face over the library (see `blindpass::cli`),
+//! plus the load generator behind `blindpass bench`, which is part of the
+//! binary and not of the library: the product library holds only what the
+//! service and its clients run.
 
 use std::alloc::System;
 
@@ -11,6 +14,14 @@ use secmem_alloc::zeroizing_alloc::ZeroizeAlloc;
 #[global_allocator]
 static ALLOCATOR: ZeroizeAlloc<System> = ZeroizeAlloc::new(System);
 
+/// The load generator (`src/bench/`).
+mod bench;
+
+/// The binary's own command line: `blindpass bench` (`src/cli/bench.rs`).
+mod cli {
+    pub mod bench;
+}
+
 fn main() -> std::process::ExitCode {
-    blindpass::cli::main()
+    blindpass::cli::main_with(cli::bench::run_command)
 }

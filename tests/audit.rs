@@ -16,13 +16,14 @@ use blindpass::audit::{Event, Journal};
 use blindpass::auditor::{
     self, AuditorState, Failure, InspectFailure, KeyProblem, LogError, PeriodState, VerifiedLog,
 };
+use blindpass::client::Client as Api;
 use blindpass::crypto::blind::IssuerSigningKey;
 use blindpass::crypto::secret::Passphrase;
 use blindpass::ids::PeriodId;
 use blindpass::issuer::resident::PersonalData;
 use blindpass::protocol::directory::{Directory, PublishedKey};
 use blindpass::protocol::permit::{ClassName, Window};
-use blindpass::wallet::{Api, Wallet, WalletError, WindowChoice};
+use blindpass::wallet::{Wallet, WalletError, WindowChoice};
 use common::{PASSWORD, START, TestServer, read_request};
 use time::format_description::well_known::Rfc3339;
 use time::macros::date;

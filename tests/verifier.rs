@@ -501,10 +501,12 @@ mod end_to_end {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration as StdDuration;
 
+    use blindpass::client::{Client as Api, RetryPolicy};
     use blindpass::issuer::resident::PersonalData;
+    use blindpass::protocol::api::ProblemType;
     use blindpass::protocol::permit::ClassName;
     use blindpass::verifier::SyncOutcome;
-    use blindpass::wallet::{Api, RetryPolicy, Wallet, WalletError, WindowChoice};
+    use blindpass::wallet::{Wallet, WalletError, WindowChoice};
     use time::macros::date;
 
     use super::common::{ADMIN, PASSWORD, START, TestServer, read_request};
@@ -625,14 +627,16 @@ mod end_to_end {
         let work = ClassName::new("work").unwrap();
         match wallet.request(&api, &work, on(date!(2026 - 12 - 02)), START) {
             Err(WalletError::Problem(p)) => {
-                assert_eq!((p.status, p.name.as_str()), (403, "not-eligible"));
+                assert_eq!((p.status, p.kind), (403, Some(ProblemType::NotEligible)));
             }
             other => panic!("{other:?}"),
         }
         // Enrolling the same document twice.
         let mut other = Wallet::open_or_new(&tmp.path().join("other.json"), &server.url).unwrap();
         match other.enrol(&api, &person("E1000001", None), &password()) {
-            Err(WalletError::Problem(p)) => assert_eq!(p.name, "duplicate-document"),
+            Err(WalletError::Problem(p)) => {
+                assert_eq!(p.kind, Some(ProblemType::DuplicateDocument))
+            }
             other => panic!("{other:?}"),
         }
         assert!(wallet.passes().is_empty(), "nothing stored on failure");
@@ -644,7 +648,7 @@ mod end_to_end {
         ));
         assert!(matches!(
             wallet.login(&api, "E1000001", &password()),
-            Err(WalletError::Problem(p)) if p.name == "invalid-credentials"
+            Err(WalletError::Problem(p)) if p.is(ProblemType::InvalidCredentials)
         ));
     }
 
@@ -713,7 +717,7 @@ mod end_to_end {
             .request(&no_retry, &personal(), day(date!(2026 - 12 - 03)), START)
             .unwrap();
         match naive.request(&no_retry, &personal(), day(date!(2026 - 12 - 04)), START) {
-            Err(WalletError::Problem(p)) => assert_eq!(p.name, "quota-exceeded"),
+            Err(WalletError::Problem(p)) => assert_eq!(p.kind, Some(ProblemType::QuotaExceeded)),
             other => panic!("{other:?}"),
         }
         assert_eq!(naive.passes().len(), 1, "one pass for two charges");

@@ -16,7 +16,8 @@ use tlog_tiles::Hash;
 use super::Failure;
 use crate::audit::tlog::{StoredHashes, TILE_WIDTH, decode_bundle, index_path, verify_checkpoint};
 use crate::audit::{Entry, Event};
-use crate::wallet::{Api, WalletError};
+use crate::client::{Client, ClientError};
+use crate::protocol::api::paths;
 
 /// Why a log could not be accepted.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ pub enum LogError {
     BadLogKey(String),
     /// The log could not be fetched: nothing was checked.
     #[error(transparent)]
-    Transport(#[from] WalletError),
+    Transport(#[from] ClientError),
     /// The log was fetched and failed a check.
     #[error("{0}")]
     Failed(Failure),
@@ -194,17 +195,17 @@ pub fn verify_log(
 /// Fetches `/audit/checkpoint`, verifies it under the pinned `log_key`,
 /// fetches every entry bundle it covers (`/audit/tile/entries/…`, full
 /// bundles of 256 and a last partial one) and checks them ([`verify_log`]).
-pub fn fetch_log(api: &Api, log_key: &str) -> Result<VerifiedLog, LogError> {
-    let note = api.get_bytes("/audit/checkpoint")?;
+pub fn fetch_log(api: &Client, log_key: &str) -> Result<VerifiedLog, LogError> {
+    let note = api.get_bytes(paths::AUDIT_CHECKPOINT)?;
     let size = checked_checkpoint(&note, log_key)?.size();
     let mut entries = Vec::new();
     let mut bundle = 0u64;
     while (entries.len() as u64) < size {
         let width = (size - bundle * TILE_WIDTH).min(TILE_WIDTH);
         let path = if width == TILE_WIDTH {
-            format!("/audit/tile/entries/{}", index_path(bundle))
+            paths::audit_tile(&format!("entries/{}", index_path(bundle)))
         } else {
-            format!("/audit/tile/entries/{}.p/{width}", index_path(bundle))
+            paths::audit_tile(&format!("entries/{}.p/{width}", index_path(bundle)))
         };
         let bytes = api.get_bytes(&path)?;
         let decoded = decode_bundle(&bytes)

@@ -36,9 +36,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use time::{Duration, OffsetDateTime};
 
+use crate::client::{Client, ClientError};
 use crate::ids::PeriodId;
 use crate::protocol::directory::Directory;
-use crate::wallet::{Api, WalletError};
 
 pub use inspect::{
     DirUsage, InspectError, InspectFailure, InspectReport, VaultFindings, inspect, inspect_with,
@@ -221,7 +221,7 @@ pub enum AuditorError {
     BadLogKey(String),
     /// The server could not be reached or answered with an error.
     #[error(transparent)]
-    Transport(#[from] WalletError),
+    Transport(#[from] ClientError),
     /// The auditor's state file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -296,7 +296,7 @@ impl AuditorState {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        crate::vault::fsutil::atomic_write(&path, &json).map_err(io)
+        crate::fsutil::atomic_write(&path, &json).map_err(io)
     }
 }
 
@@ -304,7 +304,7 @@ impl AuditorState {
 /// pinned `log_key`, compares it with the checkpoint remembered in
 /// `state`, fetches its directory, and checks periods and keys as of `now`.
 pub fn verify(
-    api: &Api,
+    api: &Client,
     log_key: &str,
     state: &AuditorState,
     now: OffsetDateTime,

@@ -13,14 +13,14 @@ use super::people;
 use super::progress::{Counters, Goal, Progress};
 use super::report::Report;
 use super::{BenchError, ScratchDir};
-use crate::audit::Event;
-use crate::clock::ManualClock;
-use crate::crypto::kdf::Argon2Params;
-use crate::crypto::secret::{Passphrase, random_32};
-use crate::ids::{PeriodId, ResidentId};
-use crate::issuer::{Authority, AuthorityConfig, IssuerError};
-use crate::store::{Store, StoreConfig};
-use crate::vault::{FaultPoint, VaultError};
+use blindpass::audit::Event;
+use blindpass::clock::ManualClock;
+use blindpass::crypto::kdf::Argon2Params;
+use blindpass::crypto::secret::{Passphrase, random_32};
+use blindpass::ids::{PeriodId, ResidentId};
+use blindpass::issuer::{Authority, AuthorityConfig, IssuerError};
+use blindpass::store::{Store, StoreConfig};
+use blindpass::vault::{FaultPoint, VaultError};
 
 /// Settings of `bench destroy`.
 #[derive(Debug, Clone)]
@@ -206,16 +206,16 @@ fn raw_removes(
     let mut keys = Vec::with_capacity(n);
     for i in 0..n {
         let id = ResidentId::generate();
-        let plain = serde_json::to_vec(&crate::issuer::ResidentRecord {
+        let plain = serde_json::to_vec(&blindpass::issuer::ResidentRecord {
             personal: people::personal(tag, i),
             password_hash: None,
         })
         .map_err(|e| BenchError::Setup(e.to_string()))?;
-        let sealed = crate::crypto::seal::seal(&key, id.as_bytes(), &plain)?;
+        let sealed = blindpass::crypto::seal::seal(&key, id.as_bytes(), &plain)?;
         store
             .put_record(&period, &id, &sealed)
             .map_err(IssuerError::from)?;
-        let index = crate::crypto::kdf::hmac_sha256(&key, &[id.as_bytes()]);
+        let index = blindpass::crypto::kdf::hmac_sha256(&key, &[id.as_bytes()]);
         store
             .index_claim(&period, &index, id.as_bytes())
             .map_err(IssuerError::from)?;

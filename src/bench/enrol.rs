@@ -17,7 +17,7 @@ use super::report::Report;
 use super::server::{Connection, Target};
 use super::stats::ErrorTally;
 use super::{BenchError, cores};
-use crate::crypto::kdf::Argon2Params;
+use blindpass::crypto::kdf::Argon2Params;
 
 /// Settings of `bench enrol`.
 #[derive(Debug, Clone)]

@@ -20,10 +20,10 @@ use super::report::Report;
 use super::server::{Connection, Target};
 use super::stats::{ErrorTally, Latencies};
 use super::{BenchError, cores};
-use crate::crypto::blind::{Backend, IssuerPublicKey, PendingToken, begin_issuance, finalize};
-use crate::protocol::directory::Directory;
-use crate::protocol::permit::Window;
-use crate::protocol::token::{NK, TokenChallenge, TokenResponse};
+use blindpass::crypto::blind::{Backend, IssuerPublicKey, PendingToken, begin_issuance, finalize};
+use blindpass::protocol::directory::Directory;
+use blindpass::protocol::permit::Window;
+use blindpass::protocol::token::{NK, TokenChallenge, TokenResponse};
 
 /// Settings of `bench issue`.
 #[derive(Debug, Clone)]
@@ -330,7 +330,10 @@ pub(crate) fn blind_all(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or(Err(crate::crypto::CryptoError::Failed)))
+            .map(|w| {
+                w.join()
+                    .unwrap_or(Err(blindpass::crypto::CryptoError::Failed))
+            })
             .find(Result::is_err)
     });
     drop(progress);
@@ -605,7 +608,7 @@ fn send(agent: &ureq::Agent, url: &str, session: &str, body: &[u8]) -> Result<Ve
 
 /// p50 and mean of sled's flush after a small write, in ms: the price of
 /// the durable commit every issuance waits for.
-fn flush_latency(authority: &Arc<crate::issuer::Authority>) -> Result<(f64, f64), BenchError> {
+fn flush_latency(authority: &Arc<blindpass::issuer::Authority>) -> Result<(f64, f64), BenchError> {
     let period = authority.current_period()?;
     let store = authority.store();
     let mut latencies = Latencies::default();
@@ -614,9 +617,11 @@ fn flush_latency(authority: &Arc<crate::issuer::Authority>) -> Result<(f64, f64)
         key.extend_from_slice(&i.to_be_bytes());
         store
             .state_insert(&period, &key, b"x")
-            .map_err(crate::issuer::IssuerError::from)?;
+            .map_err(blindpass::issuer::IssuerError::from)?;
         let t = Instant::now();
-        store.flush().map_err(crate::issuer::IssuerError::from)?;
+        store
+            .flush()
+            .map_err(blindpass::issuer::IssuerError::from)?;
         latencies.push(t.elapsed());
     }
     let s = latencies.summary();

@@ -39,11 +39,6 @@ mod stats;
 
 use std::path::{Path, PathBuf};
 
-pub use cpu::CpuUse;
-pub use report::Report;
-pub use server::{InProcessServer, Target};
-pub use stats::{ErrorTally, LatencySummary};
-
 /// Why a benchmark could not run (as opposed to a figure that misses its
 /// target, which is a result, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +49,16 @@ pub enum BenchError {
     Setup(String),
     /// The issuer core failed (in-process modes).
     #[error(transparent)]
-    Issuer(#[from] crate::issuer::IssuerError),
+    Issuer(#[from] blindpass::issuer::IssuerError),
     /// A cryptographic operation failed while preparing the workload.
     #[error(transparent)]
-    Crypto(#[from] crate::crypto::CryptoError),
+    Crypto(#[from] blindpass::crypto::CryptoError),
     /// The file system failed (scratch directories).
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The in-process server did not start.
+    #[error("starting the server: {0}")]
+    Service(#[from] blindpass::service::ServiceError),
 }
 
 /// The machine a figure was measured on.
@@ -112,9 +110,9 @@ pub struct ScratchDir {
 impl ScratchDir {
     /// Creates `parent/blindpass-bench-<what>-<random>`.
     pub fn create(parent: &Path, what: &str) -> Result<Self, BenchError> {
-        let tag = hex::encode(&crate::crypto::secret::random_32()[..6]);
+        let tag = hex::encode(&blindpass::crypto::secret::random_32()[..6]);
         let path = parent.join(format!("blindpass-bench-{what}-{tag}"));
-        crate::vault::fsutil::create_private_dir(&path)?;
+        blindpass::vault::fsutil::create_private_dir(&path)?;
         Ok(Self { path })
     }
 
@@ -134,5 +132,5 @@ impl Drop for ScratchDir {
 /// A random tag for one run, so that repeated runs against the same server
 /// enrol different documents.
 pub(crate) fn run_tag() -> String {
-    hex::encode(&crate::crypto::secret::random_32()[..3]).to_uppercase()
+    hex::encode(&blindpass::crypto::secret::random_32()[..3]).to_uppercase()
 }

@@ -4,15 +4,15 @@
 
 use time::macros::date;
 
-use crate::issuer::resident::PersonalData;
+use blindpass::issuer::resident::PersonalData;
 
 /// The password every synthetic resident uses (not a secret: it protects
 /// generated data in a throwaway data directory).
 const PASSWORD: &str = "bench-password-not-secret";
 
 /// The synthetic password, for residents enrolled in-process.
-pub(crate) fn password() -> crate::crypto::secret::Passphrase {
-    crate::crypto::secret::Passphrase::new(PASSWORD.to_owned())
+pub(crate) fn password() -> blindpass::crypto::secret::Passphrase {
+    blindpass::crypto::secret::Passphrase::new(PASSWORD.to_owned())
 }
 
 /// The `n`th resident of run `tag`: a document number unique per run

@@ -10,10 +10,10 @@ use super::cpu;
 use super::openssl_speed::{self, OpensslSpeed};
 use super::report::Report;
 use super::{BenchError, cores};
-use crate::crypto::blind::{Backend, IssuerSigningKey, begin_issuance};
-use crate::crypto::kdf::{self, Argon2Params};
-use crate::crypto::secret::Passphrase;
-use crate::protocol::token::{TokenChallenge, TokenRequest};
+use blindpass::crypto::blind::{Backend, IssuerSigningKey, begin_issuance};
+use blindpass::crypto::kdf::{self, Argon2Params};
+use blindpass::crypto::secret::Passphrase;
+use blindpass::protocol::token::{TokenChallenge, TokenRequest};
 
 /// Operations per second, and the CPU each one cost.
 #[derive(Debug, Clone, Copy)]

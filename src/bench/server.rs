@@ -1,5 +1,5 @@
-//! An issuer started inside the benchmark process: `http::serve` on
-//! `127.0.0.1:0` over a fresh data directory, with limits the caller chooses
+//! An issuer started inside the benchmark process, through the service's
+//! start-up on `127.0.0.1:0` over a fresh data directory, with limits the caller chooses
 //! (the per-address rate limit raised, as `blindpass serve --rate-burst
 //! --rate-per-s` can also do, so that one load generator on one address is
 //! not throttled), and its threads visible to the CPU accounting.
@@ -7,16 +7,19 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use time::Duration;
 
 use super::{BenchError, ScratchDir};
-use crate::clock::SystemClock;
-use crate::crypto::kdf::Argon2Params;
-use crate::crypto::secret::{Passphrase, random_32};
-use crate::http::{AppState, HttpConfig};
-use crate::issuer::{Authority, AuthorityConfig};
+use blindpass::clock::SystemClock;
+use blindpass::crypto::kdf::Argon2Params;
+use blindpass::crypto::secret::{Passphrase, random_32};
+use blindpass::http::HttpConfig;
+use blindpass::issuer::{Authority, AuthorityConfig};
+use blindpass::service::{
+    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, RunningService, Service,
+    ServiceConfig,
+};
 
 /// A running in-process issuer; stopped, and its data directory removed,
 /// when dropped.
@@ -24,9 +27,8 @@ pub struct InProcessServer {
     url: String,
     admin_token: String,
     http: HttpConfig,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-    // Dropped after the thread is joined, before the directory is removed.
+    // Shut down (which flushes sled) before the directory is removed.
+    service: Option<RunningService>,
     authority: Arc<Authority>,
     _scratch: ScratchDir,
 }
@@ -42,52 +44,44 @@ impl std::fmt::Debug for InProcessServer {
 impl InProcessServer {
     /// Initialises a data directory under `scratch_parent` (real Argon2id
     /// for the master slot, the default classes, signing keys for seven
-    /// days), opens a 14-day period, and serves it with `http`.
+    /// days), opens a 14-day period, and serves it with `http`, through the
+    /// service's own start-up ([`Service::start`]).
     pub fn start(scratch_parent: &Path, http: HttpConfig) -> Result<Self, BenchError> {
         let scratch = ScratchDir::create(scratch_parent, "server")?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
         let addr: SocketAddr = listener.local_addr()?;
         let url = format!("http://{addr}");
-        let config = AuthorityConfig {
-            issuer_request_uri: format!("{url}/token-request"),
-            ..AuthorityConfig::default()
-        };
-        let passphrase = Passphrase::new(hex::encode(random_32()));
-        let authority = Arc::new(Authority::init(
-            scratch.path(),
-            &passphrase,
-            Argon2Params::DEFAULT,
-            config,
-            Arc::new(SystemClock),
-        )?);
-        authority.open_period("bench", authority.now() + Duration::days(14), 0)?;
-        authority.ensure_signing_keys()?;
         let admin_token = hex::encode(random_32());
-        let state = AppState::new(authority.clone(), http.clone(), &admin_token)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("bench-server")
-            .build()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("bench-server-main".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    crate::http::serve(listener, state, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                })
-            })?;
+        let service = Service::start(ServiceConfig {
+            data_dir: scratch.path().to_owned(),
+            master: MasterSource::Passphrase {
+                passphrase: Passphrase::new(hex::encode(random_32())),
+                new_slot_argon2: Argon2Params::DEFAULT,
+            },
+            authority: AuthorityConfig {
+                issuer_request_uri: format!("{url}/token-request"),
+                ..AuthorityConfig::default()
+            },
+            clock: Arc::new(SystemClock),
+            http: http.clone(),
+            admin_token: AdminToken::Given(admin_token.clone()),
+            listen: Listen::Bound(listener),
+            expiry: Expiry::Cron(blindpass::scheduler::EVERY_MINUTE.to_owned()),
+            key_refresh: KEY_REFRESH,
+            first_period: Some(FirstPeriod {
+                name: "bench".into(),
+                length: Duration::days(14),
+                grace_s: 0,
+            }),
+            worker_threads: None,
+            thread_name: Some("bench-server".into()),
+        })?;
         Ok(Self {
             url,
             admin_token,
             http,
-            shutdown: Some(stop_tx),
-            thread: Some(thread),
-            authority,
+            authority: service.authority().clone(),
+            service: Some(service),
             _scratch: scratch,
         })
     }
@@ -115,14 +109,10 @@ impl InProcessServer {
 
 impl Drop for InProcessServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        // Errors no longer matter: the directory goes next.
+        if let Some(service) = self.service.take() {
+            let _ = service.shutdown();
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        // Flush before the scratch directory goes; errors no longer matter.
-        let _ = self.authority.store().flush();
     }
 }
 
@@ -240,5 +230,31 @@ impl Connection {
         )
         .map_err(|kind| BenchError::Setup(format!("opening a period: {kind}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blindpass::audit::Event;
+
+    /// The load generator's server goes through the service's start-up:
+    /// its audit log shows the start, and the period and keys it needs.
+    #[test]
+    fn the_in_process_server_starts_as_the_service_does() {
+        let scratch = tempfile::tempdir().unwrap();
+        let server = InProcessServer::start(scratch.path(), bench_http_config()).unwrap();
+        let entries = server.authority().journal().entries().unwrap();
+        let at = |wanted: fn(&Event) -> bool| entries.iter().position(|e| wanted(&e.event));
+        let opened = at(|e| matches!(e, Event::PeriodOpened { .. }));
+        let started = at(|e| matches!(e, Event::ServiceStarted));
+        let keys = at(|e| matches!(e, Event::SigningKeyPublished { .. }));
+        let (Some(opened), Some(started), Some(keys)) = (opened, started, keys) else {
+            panic!("a start-up step is missing from the audit log");
+        };
+        assert!(opened < started && started < keys);
+        assert!(server.authority().current_period().is_ok());
+        let stream = std::net::TcpStream::connect(server.url().trim_start_matches("http://"));
+        assert!(stream.is_ok(), "not accepting");
     }
 }

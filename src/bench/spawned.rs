@@ -299,7 +299,8 @@ mod tests {
     fn a_dropped_store_is_seen_unlocked() {
         let dir = tempfile::tempdir().unwrap();
         let store =
-            crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
+            blindpass::store::Store::open(dir.path(), blindpass::store::StoreConfig::default())
+                .unwrap();
         drop(store);
         assert!(wait_until_unlocked(
             &dir.path().join("db"),

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use super::BenchError;
 use super::raw::{backend_name, backends, median, openssl_reference};
 use super::report::Report;
-use crate::crypto::blind::{Backend, IssuerSigningKey, begin_issuance, finalize};
-use crate::protocol::directory::{Directory, PublishedKey};
-use crate::protocol::permit::{ClassName, Window, WindowKind};
-use crate::protocol::qr::encode_payload;
-use crate::protocol::token::{Token, TokenChallenge};
-use crate::verifier::DirectoryCache;
+use blindpass::crypto::blind::{Backend, IssuerSigningKey, begin_issuance, finalize};
+use blindpass::protocol::directory::{Directory, PublishedKey};
+use blindpass::protocol::permit::{ClassName, Window, WindowKind};
+use blindpass::protocol::qr::encode_payload;
+use blindpass::protocol::token::{Token, TokenChallenge};
+use blindpass::verifier::DirectoryCache;
 
 /// Settings of `bench verify`.
 #[derive(Debug, Clone)]

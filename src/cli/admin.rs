@@ -6,15 +6,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::issuer::{PeriodInfo, PeriodList};
-use crate::vault::keyring::DestroyedPeriod;
 use clap::Subcommand;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
 use super::CliError;
-use crate::wallet::{Api, WalletError};
+use crate::client::{Client, ClientError};
+use crate::protocol::api::{
+    DestroyedPeriod, ExtendPeriod, OpenPeriod, PeriodInfo, PeriodList, ProblemType, paths,
+};
 
 /// Environment variable that may hold the admin token itself.
 const TOKEN_ENV: &str = "BLINDPASS_ADMIN_TOKEN";
@@ -91,7 +92,7 @@ fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
 /// Runs `blindpass admin`.
 pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
     let token = admin_token(args.token_file.as_ref())?;
-    let api = Api::new(&args.server);
+    let api = Client::new(&args.server);
     let bearer = Some(token.as_str());
     let AdminCommand::Period(command) = args.command;
     let is_list = matches!(command, PeriodCommand::List);
@@ -101,29 +102,26 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
             ends_at,
             grace_s,
         } => {
-            let body = serde_json::json!({
-                "name": name,
-                "ends_at": ends_at.format(&Rfc3339)?,
-                "grace_s": grace_s,
-            });
-            api.post_json_expect("/v1/admin/periods", &json_bytes(&body)?, bearer, 201)
+            let body = OpenPeriod {
+                name,
+                ends_at,
+                grace_s,
+            };
+            api.post_json(paths::ADMIN_PERIODS, &body, bearer, 201)
         }
-        PeriodCommand::Extend { id, ends_at } => {
-            let body = serde_json::json!({ "ends_at": ends_at.format(&Rfc3339)? });
-            api.post_json_expect(
-                &format!("/v1/admin/periods/{}/extend", period_id(&id)?),
-                &json_bytes(&body)?,
-                bearer,
-                200,
-            )
-        }
-        PeriodCommand::End { id } => api.post_json_expect(
-            &format!("/v1/admin/periods/{}/end", period_id(&id)?),
-            &json_bytes(&serde_json::json!({}))?,
+        PeriodCommand::Extend { id, ends_at } => api.post_json(
+            &paths::admin_period_extend(period_id(&id)?),
+            &ExtendPeriod { ends_at },
             bearer,
             200,
         ),
-        PeriodCommand::List => api.get_json("/v1/admin/periods", bearer),
+        PeriodCommand::End { id } => api.post_json(
+            &paths::admin_period_end(period_id(&id)?),
+            &serde_json::json!({}),
+            bearer,
+            200,
+        ),
+        PeriodCommand::List => api.get_json(paths::ADMIN_PERIODS, bearer),
     }
     .map_err(explain)?;
     if args.json {
@@ -152,10 +150,6 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
 fn rfc3339(at: OffsetDateTime) -> String {
     let at = at.replace_nanosecond(0).unwrap_or(at);
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
-}
-
-fn json_bytes(value: &serde_json::Value) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    Ok(Zeroizing::new(serde_json::to_vec(value)?))
 }
 
 /// Period ids are hex; checking here keeps anything else out of the URL path.
@@ -255,17 +249,18 @@ fn print_destroyed(periods: &[DestroyedPeriod]) {
 }
 
 /// Turns an API error into a message with what to do next.
-fn explain(err: WalletError) -> anyhow::Error {
+fn explain(err: ClientError) -> anyhow::Error {
+    use ProblemType as P;
     let hint = match &err {
-        WalletError::Problem(p) => match p.name.as_str() {
-            "unauthorized" | "forbidden" => {
+        ClientError::Problem(p) => match p.kind {
+            Some(P::Unauthorized | P::Forbidden) => {
                 "use the token from the server's data directory (admin.token)"
             }
-            "not-found" => "check the id with `blindpass admin period list`",
-            "invalid-input" | "malformed-json" => "check the values given",
+            Some(P::NotFound) => "check the id with `blindpass admin period list`",
+            Some(P::InvalidInput | P::MalformedJson) => "check the values given",
             _ => "see the server's log for details",
         },
-        WalletError::Network { .. } => "check that the server is running and --server is right",
+        ClientError::Network { .. } => "check that the server is running and --server is right",
         _ => "check that --server points at a blindpass issuer",
     };
     CliError::new(err.to_string(), hint).into()

@@ -18,8 +18,8 @@ use crate::auditor::periods::rfc3339;
 use crate::auditor::{
     AuditReport, AuditorError, AuditorState, InspectError, InspectReport, PeriodStatus,
 };
+use crate::client::Client;
 use crate::crypto::secret::Passphrase;
-use crate::wallet::Api;
 
 /// Exit status when the audit found something.
 const EXIT_FAILED: u8 = 1;
@@ -187,7 +187,7 @@ fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             return Err(CliError::new("give --log-key or --log-key-file", "see --help").into());
         }
     };
-    let api = Api::new(&args.server);
+    let api = Client::new(&args.server);
     let state = AuditorState::new(state_dir);
     let now = args.at.unwrap_or_else(OffsetDateTime::now_utc);
     let tolerance = Duration::seconds(i64::from(args.tolerance_s));
@@ -350,16 +350,29 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         None => crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary),
     }
     .map_err(explain_inspect)?;
-    let token_passed = match &token {
-        Some(token) => token.report(args.json)?,
-        None => true,
+    let report = InspectWithToken {
+        master_token: token.as_ref().map(|t| t.findings()).transpose()?,
+        files: report,
     };
-    finish(
-        &report,
-        args.json,
-        print_inspect,
-        report.passed() && token_passed,
-    )
+    let passed = report.files.passed() && report.master_token.as_ref().is_none_or(|t| t.passed());
+    finish(&report, args.json, print_inspect_with_token, passed)
+}
+
+/// `audit inspect`'s report; with `--master`, what the token holds, in the
+/// same JSON object.
+#[derive(serde::Serialize)]
+struct InspectWithToken {
+    #[serde(flatten)]
+    files: InspectReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_token: Option<super::master::TokenFindings>,
+}
+
+fn print_inspect_with_token(report: &InspectWithToken) {
+    if let Some(token) = &report.master_token {
+        token.print();
+    }
+    print_inspect(&report.files);
 }
 
 fn print_inspect(report: &InspectReport) {

@@ -1,6 +1,7 @@
 //! `blindpass bench`: the load generator and micro-benchmarks
 //! (`crate::bench`). Parses the flags, runs one mode, prints its report as
-//! a table or as JSON.
+//! a table or as JSON. Part of the binary, not of the library: `src/main.rs`
+//! declares it, and adds `bench` to the library's commands.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,9 +10,24 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::CliError;
 use crate::bench::server::{Target, bench_http_config};
 use crate::bench::{destroy, enrol, issue, raw, scale, verify};
+use blindpass::cli::CliError;
+
+// The binary's own command, added to the library's faces. (A plain
+// comment: clap would take a doc comment here as the whole program's about.)
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load generator and micro-benchmarks against a running issuer.
+    Bench(BenchArgs),
+}
+
+/// Runs `blindpass bench`.
+pub fn run_command(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Bench(args) => run(args),
+    }
+}
 
 /// Arguments of `blindpass bench`.
 #[derive(Debug, Args)]
@@ -350,9 +366,65 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     .context("benchmark")?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        let json = serde_json::to_string_pretty(&report)?;
+        blindpass::cli::output::write(format_args!("{json}"), true);
     } else {
-        out!("{report}");
+        blindpass::cli::output::write(format_args!("{report}"), false);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(subcommand)]
+        command: BenchCommand,
+    }
+
+    /// The `bench` commands in a document's shell blocks (```` ```sh ````),
+    /// continuation lines joined and comments dropped, as argument lists
+    /// starting at `bench`.
+    fn documented_commands(doc: &str) -> Vec<Vec<String>> {
+        let mut commands = Vec::new();
+        let mut in_shell = false;
+        for line in doc.replace("\\\n", " ").lines() {
+            if line.trim_start().starts_with("```") {
+                in_shell = !in_shell && line.trim() == "```sh";
+                continue;
+            }
+            let code = line.split(" #").next().unwrap_or("");
+            let words: Vec<&str> = code.split_whitespace().collect();
+            // `$B bench …`, `$CLIENT bench …`, `blindpass bench …`; not `cargo bench`.
+            let at = words.iter().position(|w| *w == "bench");
+            if let (true, Some(at @ 1..)) = (in_shell, at) {
+                let before = words[at - 1];
+                if before.starts_with('$') || before.ends_with("blindpass") {
+                    commands.push(words[at..].iter().map(|w| w.to_string()).collect());
+                }
+            }
+        }
+        commands
+    }
+
+    #[test]
+    fn every_documented_bench_command_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for doc in ["docs/benchmarks.md", "docs/auditor.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for args in documented_commands(&text) {
+                let argv = std::iter::once("blindpass".to_owned()).chain(args.iter().cloned());
+                if let Err(e) = Wrapper::try_parse_from(argv) {
+                    panic!("{doc}: `{}` does not parse:\n{e}", args.join(" "));
+                }
+                seen += 1;
+            }
+        }
+        // The reproduction block alone has fifteen.
+        assert!(seen >= 15, "only {seen} commands found");
+    }
 }

@@ -1,18 +1,20 @@
 //! `--master pkcs11:…`: the master key in a PKCS#11 token for `serve` and
-//! `audit inspect` (the vault side is `vault::pkcs11`). The PIN comes from
-//! the file the URI's `pin-source` names or from `BLINDPASS_PKCS11_PIN`,
-//! never from the command line, and is never printed.
+//! `audit inspect` (the vault side is `vault::pkcs11`; the start-up with
+//! it is `service::open_store`'s). The PIN comes from the file the URI's
+//! `pin-source` names or from `BLINDPASS_PKCS11_PIN`, never from the
+//! command line, and is never printed.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::CliError;
 use crate::clock::Clock;
-use crate::issuer::{
-    Authority, AuthorityConfig, DataDir, IssuerError, VaultSummary, key_commitment,
-};
+use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError, VaultSummary};
+use crate::service::{MasterSource, open_store};
+use crate::vault::VaultError;
 use crate::vault::pkcs11::{MASTER_FILE, TokenError, TokenMaster, TokenPin, TokenUri};
-use crate::vault::{Vault, VaultError, fsutil};
 
 /// The environment variable holding the token's user PIN when the URI
 /// names no `pin-source` file.
@@ -103,46 +105,47 @@ fn uri(spec: &str) -> anyhow::Result<TokenUri> {
     })
 }
 
+/// The token `--master` names and its PIN. A malformed URI or a missing
+/// PIN is refused here, before anything is opened.
+pub fn token(spec: &str) -> anyhow::Result<(TokenUri, TokenPin)> {
+    let uri = uri(spec)?;
+    let pin = pin(&uri)?;
+    Ok((uri, pin))
+}
+
+/// A refusal to open the data directory with the token `uri` names: the
+/// token's own (PIN, missing token or key, a vault with a passphrase
+/// slot) as a message and a hint; `Ok` gives back the data directory's.
+pub fn explain_refusal(e: IssuerError, uri: &TokenUri) -> Result<IssuerError, anyhow::Error> {
+    match e {
+        IssuerError::Vault(e @ (VaultError::Token(_) | VaultError::AlreadyInitialised)) => {
+            Err(explain(e, uri))
+        }
+        other => Ok(other),
+    }
+}
+
 /// Opens the data directory at `root` with its master key in the token
-/// `spec` names, creating the vault (and the token key) on first start. The
-/// outer error is the token's (usage, PIN, missing token or key); the inner
-/// one is the data directory's, as from [`Authority::open`].
+/// `spec` names, creating the vault (and the token key) when it has none:
+/// the first start-up step of `serve --master` ([`open_store`]), without
+/// serving. The outer error is the token's (usage, PIN, missing token or
+/// key), explained as `serve` explains it; the inner one is the data
+/// directory's, as from [`Authority::open`].
 pub fn open_or_init(
     spec: &str,
     root: &Path,
     config: AuthorityConfig,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Result<Authority, IssuerError>> {
-    let uri = uri(spec)?;
-    let pin = pin(&uri)?;
-    let layout = DataDir::new(root);
-    let file = layout.vault().join(MASTER_FILE);
-    if layout.master_slot().exists() {
-        return Err(explain(VaultError::AlreadyInitialised, &uri));
-    }
-    let master = if file.exists() {
-        TokenMaster::open(&file, &uri, &pin).map_err(|e| explain(e, &uri))?
-    } else {
-        let master = TokenMaster::create(&file, &uri, &pin).map_err(|e| explain(e, &uri))?;
-        // The token made the vault directory (and the root with it).
-        fsutil::create_private_dir(root)?;
-        eprintln!(
-            "initialised a new data directory in {} (master key in token {:?})",
-            root.display(),
-            uri.token
-        );
-        match Vault::create(&layout.vault(), Box::new(master.clone())) {
-            Ok(vault) => drop(vault),
-            Err(e) => return Ok(Err(e.into())),
-        }
-        master
+    let (uri, pin) = token(spec)?;
+    let master = MasterSource::Token {
+        uri: uri.clone(),
+        pin,
     };
-    Ok(Authority::open_with_provider(
-        root,
-        Box::new(master),
-        config,
-        clock,
-    ))
+    match open_store(root, master, config, clock) {
+        Ok((authority, _created)) => Ok(Ok(authority)),
+        Err(e) => explain_refusal(e, &uri).map(Err),
+    }
 }
 
 /// The token side of `audit inspect --master`: the vault's master key
@@ -181,53 +184,78 @@ impl TokenInspection {
     /// the comparison with the audit log (as `issuer::inspect_vault` does
     /// with the passphrase).
     pub fn summary(&self) -> Result<VaultSummary, IssuerError> {
-        let layout = DataDir::new(&self.root);
-        let vault = Vault::open_read_only(&layout.vault(), Box::new(self.master.clone()))?;
-        let ring = vault.ring();
-        Ok(VaultSummary {
-            master_version: vault.master_version(),
-            ring_files: vault.ring_files()?,
-            live: ring
-                .periods
-                .iter()
-                .map(|p| (p.id, key_commitment(&p.key)))
-                .collect(),
-            destroyed: ring.destroyed.iter().map(|d| d.id).collect(),
-            signing_keys: ring
-                .signing_keys
-                .iter()
-                .map(|k| k.key.public().key_id().to_hex())
-                .collect(),
-        })
+        crate::issuer::summarise_vault(&self.root, Box::new(self.master.clone()))
     }
 
-    /// Prints which master versions still have a key object in the token;
-    /// returns whether only the current one does (every destroyed
-    /// generation's key is gone). With `json`, the lines go to stderr so
-    /// that stdout stays one JSON object.
-    pub fn report(&self, json: bool) -> anyhow::Result<bool> {
-        let current = self.master.stored_version()?;
-        let present = self.master.key_versions()?;
-        let mut lines = vec![format!(
-            "token {:?}: master version {current} (key {}); key objects present for versions {present:?}",
+    /// Which master versions still have a key object in the token.
+    pub fn findings(&self) -> anyhow::Result<TokenFindings> {
+        let master_version = self.master.stored_version()?;
+        let key_versions = self.master.key_versions()?;
+        let stale = key_versions
+            .iter()
+            .filter(|v| **v != master_version)
+            .map(|v| StaleKey {
+                version: *v,
+                label: self.master.key_label(*v),
+            })
+            .collect();
+        Ok(TokenFindings {
+            token: self.token.clone(),
+            master_version,
+            key_label: self.master.key_label(master_version),
+            key_versions,
+            stale,
+        })
+    }
+}
+
+/// What `audit inspect --master` found in the token (the `master_token`
+/// field of the JSON report). Labels and versions only: no key material.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenFindings {
+    /// The token's label.
+    pub token: String,
+    /// The master version the vault's master file names.
+    pub master_version: u64,
+    /// The label of that version's token key.
+    pub key_label: String,
+    /// Master versions with a key object in the token, ascending.
+    pub key_versions: Vec<u64>,
+    /// Keys of earlier versions, which a rotation should have destroyed.
+    pub stale: Vec<StaleKey>,
+}
+
+/// A token key a rotation should have destroyed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleKey {
+    /// Its master version.
+    pub version: u64,
+    /// Its label in the token.
+    pub label: String,
+}
+
+impl TokenFindings {
+    /// Only the current version's key is in the token.
+    pub fn passed(&self) -> bool {
+        self.stale.is_empty()
+    }
+
+    /// The findings as text lines.
+    pub fn print(&self) {
+        outln!(
+            "token {:?}: master version {} (key {}); key objects present for versions {:?}",
             self.token,
-            self.master.key_label(current)
-        )];
-        let stale: Vec<u64> = present.into_iter().filter(|v| *v != current).collect();
-        for version in &stale {
-            lines.push(format!(
-                "FAILED: the token still holds the key of master version {version} ({}), which a \
+            self.master_version,
+            self.key_label,
+            self.key_versions
+        );
+        for stale in &self.stale {
+            outln!(
+                "FAILED: the token still holds the key of master version {} ({}), which a \
                  rotation should have destroyed",
-                self.master.key_label(*version)
-            ));
+                stale.version,
+                stale.label
+            );
         }
-        for line in lines {
-            if json {
-                eprintln!("{line}");
-            } else {
-                outln!("{line}");
-            }
-        }
-        Ok(stale.is_empty())
     }
 }

@@ -24,7 +24,6 @@ pub mod output;
 
 pub mod admin;
 pub mod audit;
-pub mod bench;
 mod hardening;
 pub mod master;
 pub mod serve;
@@ -33,7 +32,7 @@ pub mod wallet;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Privacy-preserving movement permits with auto-expiring personal data.
 #[derive(Debug, Parser)]
@@ -57,8 +56,6 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Auditor: check the public log; inspect a data directory on site.
     Audit(audit::AuditArgs),
-    /// Load generator and micro-benchmarks against a running issuer.
-    Bench(bench::BenchArgs),
 }
 
 /// An error for a person at a terminal: what went wrong and what to do next.
@@ -86,15 +83,43 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// Parses argv and runs the chosen face.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    finish(run(Cli::parse().command))
+}
+
+/// Parses argv with the subcommands of `E` added after the faces (the
+/// binary adds `bench` this way, which is not part of the library), and
+/// runs the chosen one: a face, or `extra` for one of `E`'s.
+pub fn main_with<E: Subcommand + FromArgMatches>(
+    extra: impl FnOnce(E) -> anyhow::Result<ExitCode>,
+) -> ExitCode {
+    let command = || E::augment_subcommands(Cli::command());
+    let matches = command().get_matches();
+    let result = match matches.subcommand_name() {
+        Some(name) if E::has_subcommand(name) => match E::from_arg_matches(&matches) {
+            Ok(chosen) => extra(chosen),
+            Err(e) => e.format(&mut command()).exit(),
+        },
+        _ => match Cli::from_arg_matches(&matches) {
+            Ok(cli) => run(cli.command),
+            Err(e) => e.format(&mut command()).exit(),
+        },
+    };
+    finish(result)
+}
+
+/// Runs one face.
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Wallet(args) => wallet::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Audit(args) => audit::run(args),
-        Command::Bench(args) => bench::run(args),
-    };
+    }
+}
+
+/// The exit code of a command's outcome; an error and its hint go to stderr.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(err) => {

@@ -1,5 +1,8 @@
 //! `blindpass serve`: opens (or creates) a data directory and runs the
-//! issuer over HTTP.
+//! issuer over HTTP. The arguments, the passphrase or the `--master`
+//! token (read by `cli::master`), logging and process hardening are this
+//! file's; the start-up itself is [`Service::start`]'s,
+//! the same as the tests' and the load generator's servers go through.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,17 +12,21 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::ValueEnum;
-use time::Duration;
 
 use super::CliError;
 use crate::clock::SystemClock;
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::secret::{Passphrase, random_32};
-use crate::http::{AppState, HttpConfig};
-use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
+use crate::http::HttpConfig;
+use crate::issuer::{AuthorityConfig, IssuerError};
+use crate::service::{
+    ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, Service,
+    ServiceConfig, ServiceError,
+};
 use crate::store::{StoreConfig, StoreError};
 use crate::vault::VaultError;
 use crate::vault::fsutil;
+use crate::vault::pkcs11::TokenUri;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -209,17 +216,6 @@ fn http_config(args: &ServeArgs) -> anyhow::Result<HttpConfig> {
     })
 }
 
-/// Reads or creates the operator's admin token (mode 0600).
-fn admin_token(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
-    let path = data_dir.join("admin.token");
-    if !path.exists() {
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_32());
-        fsutil::atomic_write(&path, format!("{token}\n").as_bytes())?;
-    }
-    let token = std::fs::read_to_string(&path)?.trim().to_owned();
-    Ok((token, path))
-}
-
 /// The most any `BLINDPASS_LOG` filter can get from a target: the
 /// project's own code logs nothing personal at any level, so it may log at
 /// every level; sled's debug and trace lines print the keys and values it
@@ -305,9 +301,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(core_dumps, "core dumps");
     let http = http_config(&args)?;
     // With the master key in a token there is no passphrase to ask for.
-    let pass = match args.master {
-        Some(_) => Passphrase::new(String::new()),
-        None => passphrase(&args)?,
+    let (master, token) = match args.master.as_deref() {
+        Some(spec) => {
+            let (uri, pin) = super::master::token(spec)?;
+            (
+                MasterSource::Token {
+                    uri: uri.clone(),
+                    pin,
+                },
+                Some(uri),
+            )
+        }
+        None => (
+            MasterSource::Passphrase {
+                passphrase: passphrase(&args)?,
+                new_slot_argon2: Argon2Params::DEFAULT,
+            },
+            None,
+        ),
     };
     let public_url = args
         .public_url
@@ -323,144 +334,106 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         accept_store_loss: args.accept_store_loss,
         ..AuthorityConfig::default()
     };
-    let layout = DataDir::new(&args.data_dir);
-    let clock = Arc::new(SystemClock);
-    // Each start-up step logs what it took: a slow start can be traced to
-    // the master slot and sled's recovery, the expiry pass, or key generation.
-    let step = std::time::Instant::now();
-    let authority = if let Some(master) = &args.master {
-        super::master::open_or_init(master, &args.data_dir, config, clock)?
-    } else if layout.master_slot().exists() {
-        Authority::open(&args.data_dir, &pass, config, clock)
-    } else {
-        fsutil::create_private_dir(&args.data_dir)?;
-        eprintln!(
-            "initialising a new data directory in {}",
-            args.data_dir.display()
-        );
-        Authority::init(&args.data_dir, &pass, Argon2Params::DEFAULT, config, clock)
-    };
-    let authority = match authority {
-        Ok(a) => Arc::new(a),
-        Err(IssuerError::Vault(VaultError::WrongPassphrase)) => {
-            return Err(CliError::new(
-                "the passphrase does not open this data directory's master slot",
-                "check BLINDPASS_PASSPHRASE / --passphrase-file; nothing was changed",
-            )
-            .into());
+    let running = Service::start(ServiceConfig {
+        data_dir: args.data_dir.clone(),
+        master,
+        authority: config,
+        clock: Arc::new(SystemClock),
+        http,
+        admin_token: AdminToken::File,
+        listen: Listen::Address(args.listen),
+        expiry: Expiry::Cron(args.expiry_cron.clone()),
+        key_refresh: KEY_REFRESH,
+        first_period: args.dev.then(|| FirstPeriod {
+            name: "default".into(),
+            length: time::Duration::days(14),
+            grace_s: 86_400,
+        }),
+        worker_threads: None,
+        thread_name: None,
+    })
+    .map_err(|e| refusal(e, token.as_ref()))?;
+    let report = running.report();
+    if report.created {
+        match &token {
+            Some(uri) => eprintln!(
+                "initialised a new data directory in {} (master key in token {:?})",
+                args.data_dir.display(),
+                uri.token
+            ),
+            None => eprintln!(
+                "initialised a new data directory in {}",
+                args.data_dir.display()
+            ),
         }
-        Err(IssuerError::Store(StoreError::Lost(loss))) => {
-            return Err(CliError::new(
-                format!("refusing to start: {loss}"),
-                "restore sled/ and sled.generation from a backup taken together; or, to \
-                 continue without the lost data, start once with --accept-store-loss \
-                 (the acceptance is written to the audit log)",
-            )
-            .into());
-        }
-        Err(IssuerError::Store(StoreError::Damaged(at))) => {
-            return Err(CliError::new(
-                format!("refusing to start: sled found its files damaged ({at})"),
-                "restore sled/ and sled.generation from a backup taken together",
-            )
-            .into());
-        }
-        Err(IssuerError::Audit(crate::audit::AuditError::Corrupt(damage))) => {
-            return Err(CliError::new(
-                format!("refusing to start: {damage}"),
-                "nothing was changed; restore audit/entries.log from a backup or a mirror \
-                 of the public log (only a torn last record is cut automatically)",
-            )
-            .into());
-        }
-        Err(e) => return Err(e).context("opening the data directory"),
-    };
-    tracing::info!(
-        took_ms = step.elapsed().as_millis() as u64,
-        "data directory open (master slot, key ring, sled, audit log, recovery)"
-    );
-    if args.dev && authority.current_period().is_err() {
-        let ends = authority.now() + Duration::days(14);
-        authority.open_period("default", ends, 86_400)?;
+    }
+    if report.first_period.is_some() {
         eprintln!("dev: opened a 14-day isolation period \"default\"");
     }
-    authority
-        .journal()
-        .append(authority.now(), crate::audit::Event::ServiceStarted)?;
-    // Deadlines that passed while the service was down are met now,
-    // before any request is accepted.
-    let step = std::time::Instant::now();
-    let expiry = authority.destroy_due(crate::scheduler::VERIFIER_SKEW)?;
-    tracing::info!(
-        took_ms = step.elapsed().as_millis() as u64,
-        destroyed = expiry.destroyed.len(),
-        "expiry pass at start"
-    );
-    for report in &expiry.destroyed {
+    for destroyed in &report.expiry.destroyed {
         eprintln!(
             "destroyed period {} at startup ({} s after its deadline)",
-            report.period, report.late_by_s
+            destroyed.period, destroyed.late_by_s
         );
     }
-    let step = std::time::Instant::now();
-    let generated = authority.ensure_signing_keys()?;
-    authority.retire_signing_keys(Duration::minutes(5))?;
-    tracing::info!(
-        generated,
-        took_ms = step.elapsed().as_millis() as u64,
-        "signing keys ready"
+    let token_path = args.data_dir.join(ADMIN_TOKEN_FILE);
+    outln!("blindpass issuer listening on {public_url}");
+    outln!("  key directory:  {public_url}/v1/directory");
+    outln!("  RFC 9578:       {public_url}/.well-known/private-token-issuer-directory");
+    outln!("  admin token in: {}", token_path.display());
+    outln!("  audit log:      {public_url}/audit/checkpoint");
+    outln!(
+        "  audit log key:  {}",
+        running.authority().journal().verifier_key()
     );
-    let (token, token_path) = admin_token(&args.data_dir)?;
-    let state = AppState::new(authority.clone(), http, &token)?;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        let _scheduler = crate::scheduler::start(authority.clone(), &args.expiry_cron)
-            .await
-            .map_err(|e| {
-                CliError::new(
-                    format!("expiry schedule: {e}"),
-                    "use a six-field cron expression such as \"0 * * * * *\"",
-                )
-            })?;
-        let refresher = authority.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                let a = refresher.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = a
-                        .ensure_signing_keys()
-                        .and_then(|_| a.retire_signing_keys(Duration::minutes(5)))
-                    {
-                        tracing::error!(error = %e, "signing key refresh failed");
-                    }
-                })
-                .await;
-            }
-        });
-        outln!("blindpass issuer listening on {public_url}");
-        outln!("  key directory:  {public_url}/v1/directory");
-        outln!("  RFC 9578:       {public_url}/.well-known/private-token-issuer-directory");
-        outln!("  admin token in: {}", token_path.display());
-        outln!("  audit log:      {public_url}/audit/checkpoint");
-        outln!("  audit log key:  {}", authority.journal().verifier_key());
-        crate::http::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving HTTP")?;
-        authority.store().flush()?;
-        anyhow::Ok(())
-    })?;
+    running.run_until_signal().context("serving HTTP")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A start-up failure with what the operator can do about it; `token` is
+/// the PKCS#11 token given with `--master`, if any.
+fn refusal(error: ServiceError, token: Option<&TokenUri>) -> anyhow::Error {
+    let open = match (error, token) {
+        (ServiceError::Open(e), None) => e,
+        (ServiceError::Open(e), Some(uri)) => match super::master::explain_refusal(e, uri) {
+            Ok(e) => e,
+            Err(explained) => return explained,
+        },
+        (ServiceError::Schedule(e), _) => {
+            return CliError::new(
+                format!("expiry schedule: {e}"),
+                "use a six-field cron expression such as \"0 * * * * *\"",
+            )
+            .into();
+        }
+        (other, _) => return other.into(),
+    };
+    match open {
+        IssuerError::Vault(VaultError::WrongPassphrase) => CliError::new(
+            "the passphrase does not open this data directory's master slot",
+            "check BLINDPASS_PASSPHRASE / --passphrase-file; nothing was changed",
+        )
+        .into(),
+        IssuerError::Store(StoreError::Lost(loss)) => CliError::new(
+            format!("refusing to start: {loss}"),
+            "restore sled/ and sled.generation from a backup taken together; or, to \
+             continue without the lost data, start once with --accept-store-loss \
+             (the acceptance is written to the audit log)",
+        )
+        .into(),
+        IssuerError::Store(StoreError::Damaged(at)) => CliError::new(
+            format!("refusing to start: sled found its files damaged ({at})"),
+            "restore sled/ and sled.generation from a backup taken together",
+        )
+        .into(),
+        IssuerError::Audit(crate::audit::AuditError::Corrupt(damage)) => CliError::new(
+            format!("refusing to start: {damage}"),
+            "nothing was changed; restore audit/entries.log from a backup or a mirror \
+             of the public log (only a torn last record is cut automatically)",
+        )
+        .into(),
+        e => anyhow::Error::new(e).context("opening the data directory"),
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@ use time::{Date, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use super::CliError;
+use crate::client::Client;
 use crate::crypto::secret::Passphrase;
-use crate::issuer::resident::PersonalData;
+use crate::protocol::api::{PersonalData, ProblemType};
 use crate::protocol::permit::{ClassName, Window, WindowKind};
-use crate::wallet::{Api, PassTime, Wallet, WalletError, WindowChoice, qr, write_private_file};
+use crate::wallet::{PassTime, Wallet, WalletError, WindowChoice, qr, write_private_file};
 
 /// Server used when neither `--server` nor the wallet names one.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -173,7 +174,7 @@ pub fn run(args: WalletArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let server = args.server.unwrap_or_else(|| wallet.state().server.clone());
-    let api = Api::new(&server);
+    let api = Client::new(&server);
     match args.command {
         WalletCommand::Enroll(e) => {
             let password = read_password()?;
@@ -349,22 +350,22 @@ fn explain(err: WalletError) -> anyhow::Error {
         WalletError::Network { .. } => {
             "check that the issuer is reachable and --server is right, then try again".into()
         }
-        WalletError::Problem(p) => match p.name.as_str() {
-            "invalid-credentials" => "check the document number and the password".into(),
-            "unauthorized" | "session-expired" => {
+        WalletError::Problem(p) => match p.kind {
+            Some(ProblemType::InvalidCredentials) => "check the document number and the password".into(),
+            Some(ProblemType::Unauthorized | ProblemType::SessionExpired) => {
                 "log in again: blindpass wallet login --document-number …".into()
             }
-            "quota-exceeded" => "the weekly quota for this class is used up; try next ISO week".into(),
-            "window-out-of-range" => {
+            Some(ProblemType::QuotaExceeded) => "the weekly quota for this class is used up; try next ISO week".into(),
+            Some(ProblemType::WindowOutOfRange) => {
                 "passes are issued for today and the next few days only".into()
             }
-            "not-eligible" => {
+            Some(ProblemType::NotEligible) => {
                 "this class needs data your enrolment lacks (e.g. --employer-tax-number)".into()
             }
-            "duplicate-document" => "this document is already enrolled: log in instead".into(),
-            "no-open-period" => "no isolation period is open; nothing to enrol into".into(),
-            "invalid-input" => "correct the field named above".into(),
-            "rate-limited" | "timeout" => "wait a few seconds and try again".into(),
+            Some(ProblemType::DuplicateDocument) => "this document is already enrolled: log in instead".into(),
+            Some(ProblemType::NoOpenPeriod) => "no isolation period is open; nothing to enrol into".into(),
+            Some(ProblemType::InvalidInput) => "correct the field named above".into(),
+            Some(ProblemType::RateLimited | ProblemType::Timeout) => "wait a few seconds and try again".into(),
             _ => "if this persists, tell the operator".into(),
         },
         WalletError::UnexpectedResponse { .. } => {

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
 use super::problem::Problem;
+use crate::protocol::api::ProblemType;
 
 /// Counts the requests running or waiting for one pool.
 #[derive(Debug)]
@@ -70,7 +71,7 @@ impl Admission {
                 self.metrics.incr(self.shed_counter);
                 Err(Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                    ProblemType::Overloaded,
                     "Overloaded",
                     "the server is at capacity; retry after the time in Retry-After",
                 )

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::problem::Problem;
+use crate::protocol::api::ProblemType;
 
 /// What the last probe found.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +86,7 @@ fn ok() -> Response {
 fn store_unwritable() -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "store-unwritable",
+        ProblemType::StoreUnwritable,
         "Store cannot write",
         "the database failed a write; the server needs a restart once the disk has room",
     )
@@ -110,7 +111,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Response, Pr
     match report.free_bytes {
         Some(free) if free < state.config.min_free_disk_bytes => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "disk-low",
+            ProblemType::DiskLow,
             "Disk almost full",
             "free space under the data directory is below the configured minimum",
         )

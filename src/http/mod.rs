@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod problem;
 pub(crate) mod routes;
 mod signers;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,7 @@ use tokio::sync::Semaphore;
 
 use crate::crypto::kdf::Argon2Params;
 use crate::issuer::Authority;
+use crate::protocol::api::{ProblemType, paths};
 use metrics::Metrics;
 use problem::Problem;
 
@@ -213,28 +215,25 @@ impl AppState {
 /// The router with every route and middleware.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(routes::metrics))
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz))
+        .route(paths::METRICS, get(routes::metrics))
+        .route(paths::RFC_DIRECTORY, get(routes::rfc_directory))
+        .route(paths::DIRECTORY, get(routes::directory))
+        .route(paths::RESIDENTS, post(routes::enrol))
+        .route(paths::RESIDENT_ME, delete(routes::erase))
+        .route(paths::SESSIONS, post(routes::login).delete(routes::logout))
+        .route(paths::TOKEN_REQUEST, post(routes::token_request))
+        .route(paths::CHALLENGE, get(routes::challenge))
         .route(
-            "/.well-known/private-token-issuer-directory",
-            get(routes::rfc_directory),
-        )
-        .route("/v1/directory", get(routes::directory))
-        .route("/v1/residents", post(routes::enrol))
-        .route("/v1/residents/me", delete(routes::erase))
-        .route("/v1/sessions", post(routes::login).delete(routes::logout))
-        .route("/token-request", post(routes::token_request))
-        .route("/v1/challenge", get(routes::challenge))
-        .route(
-            "/v1/admin/periods",
+            paths::ADMIN_PERIODS,
             get(routes::admin_list).post(routes::admin_open),
         )
-        .route("/v1/admin/periods/{id}/extend", post(routes::admin_extend))
-        .route("/v1/admin/periods/{id}/end", post(routes::admin_end))
-        .route("/audit/checkpoint", get(routes::audit_checkpoint))
-        .route("/audit/key", get(routes::audit_key))
-        .route("/audit/tile/{*path}", get(routes::audit_tile))
+        .route(paths::ADMIN_PERIOD_EXTEND, post(routes::admin_extend))
+        .route(paths::ADMIN_PERIOD_END, post(routes::admin_end))
+        .route(paths::AUDIT_CHECKPOINT, get(routes::audit_checkpoint))
+        .route(paths::AUDIT_KEY, get(routes::audit_key))
+        .route(paths::AUDIT_TILE, get(routes::audit_tile))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // axum's own rejections (path, method, body limit) answer in text;
@@ -261,7 +260,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         Ok(response) => response,
         Err(_) => Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
+            ProblemType::Timeout,
             "Timed out",
             "the request took too long; retry later",
         )

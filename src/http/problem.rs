@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::issuer::IssuerError;
-
-/// The base of every problem `type` URI.
-pub const PROBLEM_BASE: &str = "https://blindpass.dev/problems/";
+pub use crate::protocol::api::PROBLEM_BASE;
+use crate::protocol::api::{ProblemType, media};
 
 /// An RFC 9457 problem.
 #[derive(Debug, Clone, Serialize)]
@@ -30,15 +29,15 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem of `name` (the last segment of its type URI).
+    /// A problem of type `kind`.
     pub fn new(
         status: StatusCode,
-        name: &str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
         Self {
-            kind: format!("{PROBLEM_BASE}{name}"),
+            kind: kind.uri(),
             title,
             status: status.as_u16(),
             detail: detail.into(),
@@ -56,7 +55,7 @@ impl Problem {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ProblemType::Internal,
             "Internal error",
             "the server failed; the operator has the details",
         )
@@ -66,7 +65,7 @@ impl Problem {
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ProblemType::Unauthorized,
             "Unauthorized",
             "send a valid bearer token",
         )
@@ -80,7 +79,7 @@ impl IntoResponse for Problem {
         let mut response = (status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static(media::PROBLEM_JSON),
         );
         if let Some(seconds) = self.retry_after_s {
             response
@@ -97,68 +96,68 @@ impl From<IssuerError> for Problem {
         match err {
             IssuerError::Invalid(field) => Problem::new(
                 S::UNPROCESSABLE_ENTITY,
-                "invalid-input",
+                ProblemType::InvalidInput,
                 "Invalid input",
                 field.to_string(),
             ),
             IssuerError::DuplicateDocument => Problem::new(
                 S::CONFLICT,
-                "duplicate-document",
+                ProblemType::DuplicateDocument,
                 "Already enrolled",
                 "this identity document is already enrolled in the current period",
             ),
             IssuerError::NoOpenPeriod => Problem::new(
                 S::SERVICE_UNAVAILABLE,
-                "no-open-period",
+                ProblemType::NoOpenPeriod,
                 "No open isolation period",
                 "enrolment opens when the operator opens an isolation period",
             ),
             IssuerError::PeriodEnded => Problem::new(
                 S::GONE,
-                "period-ended",
+                ProblemType::PeriodEnded,
                 "Isolation period ended",
                 "no passes are issued after the isolation period ends",
             ),
             IssuerError::UnknownPeriod => Problem::new(
                 S::NOT_FOUND,
-                "not-found",
+                ProblemType::NotFound,
                 "Not found",
                 "no such live isolation period",
             ),
             IssuerError::UnknownResident => Problem::unauthorized(),
             IssuerError::SessionExpired => Problem::new(
                 S::UNAUTHORIZED,
-                "session-expired",
+                ProblemType::SessionExpired,
                 "Session expired",
                 "log in again",
             ),
             IssuerError::UnknownClass => Problem::new(
                 S::NOT_FOUND,
-                "unknown-class",
+                ProblemType::UnknownClass,
                 "Unknown permit class",
                 "see /v1/directory for the classes offered",
             ),
             IssuerError::NoSigningKey | IssuerError::WindowOutOfRange => Problem::new(
                 S::UNPROCESSABLE_ENTITY,
-                "window-out-of-range",
+                ProblemType::WindowOutOfRange,
                 "Window out of range",
                 "passes are issued for current and upcoming windows with published keys",
             ),
             IssuerError::NotEligible => Problem::new(
                 S::FORBIDDEN,
-                "not-eligible",
+                ProblemType::NotEligible,
                 "Not eligible",
                 "this class needs data your enrolment does not have (e.g. an employer tax number)",
             ),
             IssuerError::QuotaExceeded => Problem::new(
                 S::TOO_MANY_REQUESTS,
-                "quota-exceeded",
+                ProblemType::QuotaExceeded,
                 "Weekly quota exceeded",
                 "no more passes of this class this ISO week",
             ),
             IssuerError::BadTokenRequest => Problem::new(
                 S::UNPROCESSABLE_ENTITY,
-                "bad-token-request",
+                ProblemType::BadTokenRequest,
                 "Bad token request",
                 "the token request does not match the key for this class and window",
             ),
@@ -178,26 +177,38 @@ impl From<IssuerError> for Problem {
 pub fn for_status(status: StatusCode) -> Problem {
     use StatusCode as S;
     let (name, title, detail) = match status {
-        S::BAD_REQUEST => ("bad-request", "Bad request", "the request is malformed"),
-        S::NOT_FOUND => ("not-found", "Not found", "no such resource"),
+        S::BAD_REQUEST => (
+            ProblemType::BadRequest,
+            "Bad request",
+            "the request is malformed",
+        ),
+        S::NOT_FOUND => (ProblemType::NotFound, "Not found", "no such resource"),
         S::METHOD_NOT_ALLOWED => (
-            "method-not-allowed",
+            ProblemType::MethodNotAllowed,
             "Method not allowed",
             "this endpoint does not accept that method; see docs/api.md",
         ),
         S::PAYLOAD_TOO_LARGE => (
-            "payload-too-large",
+            ProblemType::PayloadTooLarge,
             "Payload too large",
             "the request body exceeds the limit",
         ),
         S::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported-media-type",
+            ProblemType::UnsupportedMediaType,
             "Unsupported media type",
             "send the content type docs/api.md names for this endpoint",
         ),
-        S::UNPROCESSABLE_ENTITY => ("invalid-input", "Invalid input", "the request is invalid"),
+        S::UNPROCESSABLE_ENTITY => (
+            ProblemType::InvalidInput,
+            "Invalid input",
+            "the request is invalid",
+        ),
         s if s.is_server_error() => return Problem::internal(),
-        _ => ("bad-request", "Bad request", "the request cannot be served"),
+        _ => (
+            ProblemType::BadRequest,
+            "Bad request",
+            "the request cannot be served",
+        ),
     };
     Problem::new(status, name, title, detail)
 }
@@ -210,7 +221,7 @@ pub async fn ensure_problem(response: Response) -> Response {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+        .is_some_and(|v| v.as_bytes() == media::PROBLEM_JSON.as_bytes());
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
@@ -219,7 +230,7 @@ pub async fn ensure_problem(response: Response) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
+        HeaderValue::from_static(media::PROBLEM_JSON),
     );
     Response::from_parts(parts, replacement.into_body())
 }

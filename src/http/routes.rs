@@ -7,26 +7,26 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
 
-use super::AppState;
 use super::problem::Problem;
+use super::{AppState, wire};
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
+use crate::issuer::IssuerError;
 use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
-use crate::issuer::{IssuerError, PeriodList};
+use crate::protocol::api::{
+    ChallengeQuery, Enrolled, Enrolment, ExtendPeriod, Login, NewSession, OpenPeriod, PeriodList,
+    ProblemType, TokenRequestQuery, media,
+};
 use crate::protocol::permit::{ClassName, Window};
 use crate::protocol::token::{TokenChallenge, TokenRequest};
 
 type Answer = Result<Response, Problem>;
-
-const TOKEN_REQUEST_TYPE: &str = "application/private-token-request";
-const TOKEN_RESPONSE_TYPE: &str = "application/private-token-response";
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
     headers
@@ -42,7 +42,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Problem> {
         .map_err(|_| {
             Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
+                ProblemType::PayloadTooLarge,
                 "Payload too large",
                 format!(
                     "request bodies are limited to {} bytes",
@@ -57,8 +57,8 @@ async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, Problem> {
-    if !content_type_is(headers, "application/json") {
-        return Err(unsupported_media_type("application/json"));
+    if !content_type_is(headers, media::JSON) {
+        return Err(unsupported_media_type(media::JSON));
     }
     let bytes = read_body(state, body).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -70,7 +70,7 @@ async fn json_body<T: DeserializeOwned>(
         };
         Problem::new(
             StatusCode::BAD_REQUEST,
-            "malformed-json",
+            ProblemType::MalformedJson,
             "Malformed JSON",
             detail,
         )
@@ -80,7 +80,7 @@ async fn json_body<T: DeserializeOwned>(
 fn unsupported_media_type(expected: &str) -> Problem {
     Problem::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
+        ProblemType::UnsupportedMediaType,
         "Unsupported media type",
         format!("send Content-Type: {expected}"),
     )
@@ -104,7 +104,7 @@ fn check_rate(state: &AppState, addr: SocketAddr) -> Result<(), Problem> {
     } else {
         Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
+            ProblemType::RateLimited,
             "Too many attempts",
             "slow down and retry in a few seconds",
         ))
@@ -114,7 +114,7 @@ fn check_rate(state: &AppState, addr: SocketAddr) -> Result<(), Problem> {
 fn busy() -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "timeout",
+        ProblemType::Timeout,
         "Busy",
         "the server is at capacity; retry shortly",
     )
@@ -166,7 +166,7 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     } else {
         Err(Problem::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ProblemType::Forbidden,
             "Forbidden",
             "this needs the operator's admin token",
         ))
@@ -188,7 +188,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
 pub(super) async fn not_found() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
-        "not-found",
+        ProblemType::NotFound,
         "Not found",
         "no such endpoint",
     )
@@ -246,7 +246,7 @@ pub(super) async fn rfc_directory(State(state): State<AppState>, headers: Header
         &headers,
         body,
         &directory_etag_source(&dir),
-        "application/private-token-issuer-directory",
+        media::RFC_DIRECTORY,
     )
 }
 
@@ -258,27 +258,8 @@ pub(super) async fn directory(State(state): State<AppState>, headers: HeaderMap)
         &headers,
         body,
         &directory_etag_source(&dir),
-        "application/json",
+        media::JSON,
     )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EnrolBody {
-    full_name: String,
-    date_of_birth: String,
-    document_number: String,
-    address: String,
-    phone: String,
-    #[serde(default)]
-    employer_tax_number: Option<String>,
-    password: String,
-}
-
-#[derive(Serialize)]
-struct Enrolled {
-    resident_id: String,
-    period_id: String,
 }
 
 pub(super) async fn enrol(
@@ -288,25 +269,29 @@ pub(super) async fn enrol(
     body: Body,
 ) -> Answer {
     check_rate(&state, addr)?;
-    let body: EnrolBody = json_body(&state, &headers, body).await?;
+    let mut body: Enrolment = json_body(&state, &headers, body).await?;
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date_of_birth = time::Date::parse(body.date_of_birth.trim(), &format).map_err(|_| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-input",
+            ProblemType::InvalidInput,
             "Invalid input",
             "date_of_birth: must be YYYY-MM-DD",
         )
     })?;
+    // The wire body wipes itself on drop; its strings move out, not copy.
     let personal = PersonalData {
-        full_name: body.full_name,
+        full_name: std::mem::take(&mut body.full_name),
         date_of_birth,
-        document_number: body.document_number,
-        address: body.address,
-        phone: body.phone,
-        employer_tax_number: body.employer_tax_number.filter(|t| !t.trim().is_empty()),
+        document_number: std::mem::take(&mut body.document_number),
+        address: std::mem::take(&mut body.address),
+        phone: std::mem::take(&mut body.phone),
+        employer_tax_number: body
+            .employer_tax_number
+            .take()
+            .filter(|t| !t.trim().is_empty()),
     };
-    let password = Passphrase::new(body.password);
+    let password = Passphrase::new(std::mem::take(&mut body.password));
     let authority = state.authority.clone();
     let params = state.config.password_params;
     let (period, resident) = blocking(&state.argon2, move || {
@@ -323,20 +308,6 @@ pub(super) async fn enrol(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginBody {
-    document_number: String,
-    password: String,
-}
-
-#[derive(Serialize)]
-struct LoggedIn {
-    session_token: String,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
-}
-
 pub(super) async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -344,12 +315,12 @@ pub(super) async fn login(
     body: Body,
 ) -> Answer {
     check_rate(&state, addr)?;
-    let body: LoginBody = json_body(&state, &headers, body).await?;
-    let password = Passphrase::new(body.password);
+    let mut body: Login = json_body(&state, &headers, body).await?;
+    let password = Passphrase::new(std::mem::take(&mut body.password));
     let authority = state.authority.clone();
     let ttl = state.config.session_ttl;
     let params = state.config.password_params;
-    let document = body.document_number;
+    let document = std::mem::take(&mut body.document_number);
     let session = blocking(&state.argon2, move || {
         authority.login(&document, &password, ttl, params)
     })
@@ -357,14 +328,14 @@ pub(super) async fn login(
     match session {
         Some(s) => Ok(json(
             StatusCode::CREATED,
-            &LoggedIn {
+            &NewSession {
                 session_token: s.token,
                 expires_at: s.expires_at,
             },
         )),
         None => Err(Problem::new(
             StatusCode::UNAUTHORIZED,
-            "invalid-credentials",
+            ProblemType::InvalidCredentials,
             "Invalid credentials",
             "document number or password is wrong",
         )),
@@ -384,20 +355,12 @@ pub(super) async fn erase(State(state): State<AppState>, headers: HeaderMap) -> 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Optional `class` and `window`: the key named by the request decides
-/// both; when a client sends them they must agree with that key.
-#[derive(Deserialize)]
-pub(super) struct IssueQuery {
-    class: Option<String>,
-    window: Option<String>,
-}
-
 /// 422 for a `TokenRequest` the issuer cannot process (RFC 9578 §6.2).
 /// The detail is fixed: it never echoes the request's bytes.
 fn unprocessable_token_request() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "bad-token-request",
+        ProblemType::BadTokenRequest,
         "Bad token request",
         "send a blind RSA TokenRequest (token type 2) for a key in the issuer directory",
     )
@@ -408,7 +371,7 @@ fn unprocessable_token_request() -> Problem {
 fn malformed_query(detail: &'static str) -> Problem {
     Problem::new(
         StatusCode::BAD_REQUEST,
-        "malformed-query",
+        ProblemType::MalformedQuery,
         "Malformed query",
         detail,
     )
@@ -416,21 +379,21 @@ fn malformed_query(detail: &'static str) -> Problem {
 
 pub(super) async fn token_request(
     State(state): State<AppState>,
-    query: Result<Query<IssueQuery>, QueryRejection>,
+    query: Result<Query<TokenRequestQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
     let Query(query) = query
         .map_err(|_| malformed_query("the query may hold class and window, each at most once"))?;
-    if !content_type_is(&headers, TOKEN_REQUEST_TYPE) {
-        return Err(unsupported_media_type(TOKEN_REQUEST_TYPE));
+    if !content_type_is(&headers, media::TOKEN_REQUEST) {
+        return Err(unsupported_media_type(media::TOKEN_REQUEST));
     }
     let owner = session(&state, &headers).await?;
     let asked_window = match &query.window {
         Some(text) => Some(Window::parse(text).map_err(|_| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-input",
+                ProblemType::InvalidInput,
                 "Invalid input",
                 "window: must be YYYY-MM-DD or YYYY-Www",
             )
@@ -457,7 +420,7 @@ pub(super) async fn token_request(
             // Only a ring from before truncated ids were kept unique.
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "ambiguous-key",
+                ProblemType::AmbiguousKey,
                 "Ambiguous key",
                 "two keys share this truncated key id; send class and window in the query",
             ));
@@ -473,7 +436,7 @@ pub(super) async fn token_request(
             }
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "key-mismatch",
+                ProblemType::KeyMismatch,
                 "Key does not match",
                 "the token request's key is not the key of the class and window asked for",
             ));
@@ -502,17 +465,10 @@ pub(super) async fn token_request(
     state.metrics.incr("passes_issued");
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, TOKEN_RESPONSE_TYPE)],
+        [(header::CONTENT_TYPE, media::TOKEN_RESPONSE)],
         response.encode(),
     )
         .into_response())
-}
-
-/// The `class` and `window` a challenge is asked for.
-#[derive(Deserialize)]
-pub(super) struct ChallengeQuery {
-    class: String,
-    window: String,
 }
 
 /// The RFC 9577 challenge for a pass of `(class, window)`: 401 with
@@ -529,7 +485,7 @@ pub(super) async fn challenge(
     let window = Window::parse(&query.window).map_err(|_| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-input",
+            ProblemType::InvalidInput,
             "Invalid input",
             "window: must be YYYY-MM-DD or YYYY-Www",
         )
@@ -551,7 +507,7 @@ pub(super) async fn challenge(
     );
     let mut response = Problem::new(
         StatusCode::UNAUTHORIZED,
-        "token-required",
+        ProblemType::TokenRequired,
         "Token required",
         "answer the PrivateToken challenge in WWW-Authenticate",
     )
@@ -571,20 +527,20 @@ pub(super) async fn admin_list(State(state): State<AppState>, headers: HeaderMap
     Ok(json(
         StatusCode::OK,
         &PeriodList {
-            live: state.authority.periods(),
-            destroyed: state.authority.destroyed_periods(),
+            live: state
+                .authority
+                .periods()
+                .into_iter()
+                .map(wire::period)
+                .collect(),
+            destroyed: state
+                .authority
+                .destroyed_periods()
+                .into_iter()
+                .map(wire::destroyed)
+                .collect(),
         },
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OpenBody {
-    name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    ends_at: OffsetDateTime,
-    #[serde(default)]
-    grace_s: u64,
 }
 
 pub(super) async fn admin_open(
@@ -593,7 +549,7 @@ pub(super) async fn admin_open(
     body: Body,
 ) -> Answer {
     admin(&state, &headers)?;
-    let body: OpenBody = json_body(&state, &headers, body).await?;
+    let body: OpenPeriod = json_body(&state, &headers, body).await?;
     let authority = state.authority.clone();
     let id = state
         .signers
@@ -604,21 +560,14 @@ pub(super) async fn admin_open(
         .authority
         .period_info(&id)
         .ok_or_else(Problem::internal)?;
-    Ok(json(StatusCode::CREATED, &info))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExtendBody {
-    #[serde(with = "time::serde::rfc3339")]
-    ends_at: OffsetDateTime,
+    Ok(json(StatusCode::CREATED, &wire::period(info)))
 }
 
 fn period_id(text: &str) -> Result<PeriodId, Problem> {
     PeriodId::parse(text).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "not-found",
+            ProblemType::NotFound,
             "Not found",
             "no such period",
         )
@@ -633,10 +582,10 @@ pub(super) async fn admin_extend(
 ) -> Answer {
     admin(&state, &headers)?;
     let id = period_id(&id)?;
-    let body: ExtendBody = json_body(&state, &headers, body).await?;
+    let body: ExtendPeriod = json_body(&state, &headers, body).await?;
     Ok(json(
         StatusCode::OK,
-        &state.authority.extend_period(&id, body.ends_at)?,
+        &wire::period(state.authority.extend_period(&id, body.ends_at)?),
     ))
 }
 
@@ -652,7 +601,7 @@ pub(super) async fn admin_end(
         // Nothing to wait for: destroy now rather than at the next tick.
         crate::scheduler::tick(state.authority.clone()).await;
     }
-    Ok(json(StatusCode::OK, &info))
+    Ok(json(StatusCode::OK, &wire::period(info)))
 }
 
 fn text(body: impl Into<axum::body::Body>, cache: &'static str) -> Response {
@@ -687,7 +636,7 @@ pub(super) async fn audit_tile(State(state): State<AppState>, Path(path): Path<S
     let missing = || {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "not-found",
+            ProblemType::NotFound,
             "Not found",
             "no such tile",
         )

@@ -2,39 +2,14 @@
 //! `Debug` is redacted, values are wiped on drop, and validation errors name
 //! the field and the rule, never the value.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use time::Date;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Minimum age, in whole years on the enrolment date.
 pub const MIN_AGE_YEARS: u8 = 14;
 
-/// What a resident gives at enrolment.
-#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
-pub struct PersonalData {
-    /// Full name as on the identity document.
-    pub full_name: String,
-    /// `YYYY-MM-DD`.
-    #[zeroize(skip)]
-    pub date_of_birth: Date,
-    /// Identity document number (letters and digits; spaces and dashes ignored).
-    pub document_number: String,
-    /// Home address.
-    pub address: String,
-    /// Phone number in international form, e.g. `+74951234567`.
-    pub phone: String,
-    /// Employer tax number, required by classes that say so.
-    #[serde(default)]
-    pub employer_tax_number: Option<String>,
-}
-
-impl fmt::Debug for PersonalData {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PersonalData(<redacted>)")
-    }
-}
+/// The type lives with the wire bodies, since the wallet sends it; the
+/// rules for its fields are the issuer's and stay here.
+pub use crate::protocol::api::PersonalData;
 
 /// A rule a field broke. Carries the field name and the rule only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! classes and windows, and the key directory. Pure data and parsing — no
 //! I/O, no logging, no secrets.
 
+pub mod api;
 pub mod base45;
 pub mod directory;
 pub mod permit;

@@ -12,7 +12,8 @@
 //! replaced, then the old ring is removed. At open, the ring whose version
 //! matches the slot is the truth and any other ring file is debris.
 
-pub mod fsutil;
+/// Durable writes, also reachable under their older path `vault::fsutil`.
+pub use crate::fsutil;
 pub mod keyring;
 pub mod master;
 pub mod pkcs11;

@@ -10,19 +10,17 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::{CheckReport, InvalidReason, Staleness, ValidPass, Verdict, VerifierError};
+use crate::client::{Client, ClientError, Conditional};
 use crate::crypto::blind::IssuerPublicKey;
+use crate::fsutil;
+use crate::protocol::api::paths;
 use crate::protocol::directory::Directory;
 use crate::protocol::permit::{ClassName, Window};
 use crate::protocol::qr::decode_payload;
 use crate::protocol::token::{KeyId, TokenChallenge};
-use crate::vault::fsutil;
 
 /// The file, inside the cache directory, holding the cached directory.
 pub const DIRECTORY_FILE: &str = "directory.json";
-
-/// The largest directory document accepted from a server. A real one is a
-/// few KiB per dozen keys; this only bounds a misbehaving server.
-const MAX_DIRECTORY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How long a sync may take before it is given up.
 const SYNC_TIMEOUT: StdDuration = StdDuration::from_secs(30);
@@ -157,7 +155,7 @@ impl DirectoryCache {
         };
         let json = serde_json::to_vec_pretty(&file)
             .map_err(|e| VerifierError::BadDirectory(e.to_string()))?;
-        let path = with_explicit_parent(&Self::file(cache_dir));
+        let path = fsutil::with_explicit_parent(&Self::file(cache_dir));
         fsutil::atomic_write(&path, &json).map_err(io(&path))
     }
 
@@ -170,53 +168,53 @@ impl DirectoryCache {
         server_url: &str,
         now: OffsetDateTime,
     ) -> Result<(Self, SyncOutcome), VerifierError> {
-        let base = server_url.trim_end_matches('/');
-        let url = format!("{base}/v1/directory");
+        let client = Client::new(server_url).with_timeout(SYNC_TIMEOUT);
+        let base = client.base_url();
+        let url = client.url(paths::DIRECTORY);
         let previous = match Self::load(cache_dir) {
             Ok(cache) if cache.source.as_deref() == Some(base) => Some(cache),
             // A cache from another server, or an unreadable one, is simply
             // replaced.
             _ => None,
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(SYNC_TIMEOUT))
-            .build()
-            .into();
-        let mut request = agent.get(&url);
-        if let Some(etag) = previous.as_ref().and_then(|p| p.etag.as_deref()) {
-            request = request.header("If-None-Match", etag);
-        }
-        let network = |e: ureq::Error| VerifierError::Network {
-            url: url.clone(),
-            detail: e.to_string(),
-        };
-        let mut response = request.call().map_err(network)?;
-        let status = response.status().as_u16();
-        if status == 304 {
-            if let Some(mut cache) = previous {
-                cache.fetched_at = now;
-                cache.store(cache_dir)?;
-                return Ok((cache, SyncOutcome::NotModified));
+        let etag = previous.as_ref().and_then(|p| p.etag.as_deref());
+        let (body, etag) = match client.get_conditional(paths::DIRECTORY, etag) {
+            Ok(Conditional::Fresh { body, etag }) => (body, etag),
+            Ok(Conditional::NotModified) => {
+                // Only asked conditionally, so there is a previous cache.
+                if let Some(mut cache) = previous {
+                    cache.fetched_at = now;
+                    cache.store(cache_dir)?;
+                    return Ok((cache, SyncOutcome::NotModified));
+                }
+                return Err(VerifierError::Server {
+                    url,
+                    status: 304,
+                    title: None,
+                });
             }
-        }
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_DIRECTORY_BYTES)
-            .read_to_vec()
-            .map_err(network)?;
-        if status != 200 {
-            let title = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("title")?.as_str().map(str::to_owned));
-            return Err(VerifierError::Server { url, status, title });
-        }
+            Err(ClientError::Network { url, detail }) => {
+                return Err(VerifierError::Network { url, detail });
+            }
+            Err(ClientError::Problem(problem)) => {
+                return Err(VerifierError::Server {
+                    url,
+                    status: problem.status,
+                    title: Some(problem.title),
+                });
+            }
+            Err(ClientError::UnexpectedResponse { status, .. }) => {
+                return Err(VerifierError::Server {
+                    url,
+                    status,
+                    title: None,
+                });
+            }
+            // A `GET` has no body to write.
+            Err(ClientError::Request(detail)) => {
+                return Err(VerifierError::Network { url, detail });
+            }
+        };
         let directory: Directory = serde_json::from_slice(&body)
             .map_err(|e| VerifierError::BadDirectory(format!("{url}: {e}")))?;
         let cache = Self::build(directory, now, Some(base.to_owned()), etag)?;
@@ -283,15 +281,6 @@ impl DirectoryCache {
         } else {
             Verdict::Invalid(InvalidReason::Expired { class, window })
         }
-    }
-}
-
-/// `fsutil::atomic_write` fsyncs the parent directory, which must be named:
-/// a bare `directory.json` has an empty parent, so make it `./directory.json`.
-pub(crate) fn with_explicit_parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if parent.as_os_str().is_empty() => Path::new(".").join(path),
-        _ => path.to_owned(),
     }
 }
 
@@ -401,17 +390,5 @@ mod tests {
             DirectoryCache::load(&tmp.path().join("nothing-here")),
             Err(VerifierError::NoCache(_))
         ));
-    }
-
-    #[test]
-    fn bare_file_names_get_an_explicit_parent() {
-        assert_eq!(
-            with_explicit_parent(Path::new("w.json")),
-            Path::new("./w.json")
-        );
-        assert_eq!(
-            with_explicit_parent(Path::new("/a/w.json")),
-            Path::new("/a/w.json")
-        );
     }
 }

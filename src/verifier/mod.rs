@@ -29,7 +29,6 @@ use time::{Duration, OffsetDateTime};
 
 use crate::protocol::permit::{ClassName, Window};
 
-pub(crate) use cache::with_explicit_parent;
 pub use cache::{DIRECTORY_FILE, DirectoryCache, SyncOutcome};
 
 /// Why the verifier could not do its job (as opposed to a pass being

@@ -12,11 +12,15 @@ use blindpass::clock::ManualClock;
 use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
 use blindpass::crypto::kdf::Argon2Params;
 use blindpass::crypto::secret::Passphrase;
-use blindpass::http::{AppState, HttpConfig};
+use blindpass::http::HttpConfig;
 use blindpass::issuer::{Authority, AuthorityConfig};
 use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::Window;
 use blindpass::protocol::token::{Token, TokenChallenge, TokenRequest, TokenResponse};
+use blindpass::service::{
+    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, RunningService, Service,
+    ServiceConfig,
+};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -30,8 +34,7 @@ pub struct TestServer {
     pub clock: ManualClock,
     pub authority: Arc<Authority>,
     pub url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    service: Option<RunningService>,
 }
 
 impl TestServer {
@@ -43,54 +46,44 @@ impl TestServer {
         })
     }
 
+    /// Starts through the service's own start-up ([`Service::start`]), as
+    /// `blindpass serve` does, on a manual clock at [`START`] and with
+    /// expiry driven by the test.
     pub fn start_with(http: HttpConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
-        let config = AuthorityConfig {
-            key_horizon_days: 3,
-            ..AuthorityConfig::default()
-        };
-        let authority = Arc::new(
-            Authority::init(
-                dir.path(),
-                &Passphrase::new("operator passphrase".into()),
-                Argon2Params::INSECURE_FAST_FOR_TESTS,
-                config,
-                Arc::new(clock.clone()),
-            )
-            .unwrap(),
-        );
-        authority
-            .open_period("test", START + Duration::days(30), 3600)
-            .unwrap();
-        authority.ensure_signing_keys().unwrap();
-        let state = AppState::new(authority.clone(), http, ADMIN).unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                blindpass::http::serve(listener, state, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(StdDuration::from_secs(10)).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let service = Service::start(ServiceConfig {
+            data_dir: dir.path().to_owned(),
+            master: MasterSource::Passphrase {
+                passphrase: Passphrase::new("operator passphrase".into()),
+                new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
+            },
+            authority: AuthorityConfig {
+                key_horizon_days: 3,
+                ..AuthorityConfig::default()
+            },
+            clock: Arc::new(clock.clone()),
+            http,
+            admin_token: AdminToken::Given(ADMIN.into()),
+            listen: Listen::Bound(listener),
+            expiry: Expiry::CallerDriven,
+            key_refresh: KEY_REFRESH,
+            first_period: Some(FirstPeriod {
+                name: "test".into(),
+                length: Duration::days(30),
+                grace_s: 3600,
+            }),
+            worker_threads: Some(2),
+            thread_name: None,
+        })
+        .unwrap();
         Self {
             dir,
             clock,
-            authority,
-            url: format!("http://{addr}"),
-            shutdown: Some(stop_tx),
-            thread: Some(thread),
+            authority: service.authority().clone(),
+            url: format!("http://{}", service.local_addr()),
+            service: Some(service),
         }
     }
 
@@ -237,11 +230,9 @@ pub fn key_for(directory: &Directory, class: &str, window: Window) -> (IssuerPub
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Stops serving and flushes before the directory goes.
+        if let Some(service) = self.service.take() {
+            let _ = service.shutdown();
         }
     }
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::audit::Event;
 use crate::bench::client;
 use crate::bench::issue::{Load, TimedRun, timed_issuance};
-use crate::ids::PeriodId;
-use crate::issuer::PeriodList;
-use crate::wallet::Api;
+use blindpass::audit::Event;
+use blindpass::ids::PeriodId;
+use blindpass::issuer::PeriodList;
+use blindpass::wallet::Api;
 
 /// How long to wait for the purge to show in the audit log after the end call.
 pub(super) const PURGE_WITHIN: Duration = Duration::from_secs(600);
@@ -133,7 +133,7 @@ fn wait_for_purge(admin: &Admin<'_>, answered: Option<Instant>) -> Option<Instan
     let give_up = Instant::now() + PURGE_WITHIN;
     let mut first = answered;
     loop {
-        let purged = crate::auditor::fetch_log(&api, admin.log_key).is_ok_and(|log| {
+        let purged = blindpass::auditor::fetch_log(&api, admin.log_key).is_ok_and(|log| {
             log.entries().iter().any(|e| {
                 matches!(&e.event, Event::RecordsPurged { period, .. } if *period == admin.period)
             })
@@ -162,7 +162,7 @@ pub(super) fn server_times(
     log_key: &str,
     doomed: &PeriodId,
 ) -> Result<ServerTimes, String> {
-    let log = crate::auditor::fetch_log(&Api::new(base), log_key).map_err(|e| e.to_string())?;
+    let log = blindpass::auditor::fetch_log(&Api::new(base), log_key).map_err(|e| e.to_string())?;
     let mut times = ServerTimes::default();
     for entry in log.entries() {
         match &entry.event {

@@ -12,13 +12,13 @@ use zeroize::Zeroizing;
 use super::ScaleSettings;
 use crate::bench::progress::{Counters, Goal, Progress};
 use crate::bench::{BenchError, cores, people};
-use crate::clock::SystemClock;
-use crate::crypto::kdf::Argon2Params;
-use crate::crypto::secret::{Passphrase, random_32};
-use crate::ids::PeriodId;
-use crate::issuer::accounts::hash_password;
-use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
-use crate::vault::fsutil;
+use blindpass::clock::SystemClock;
+use blindpass::crypto::kdf::Argon2Params;
+use blindpass::crypto::secret::{Passphrase, random_32};
+use blindpass::ids::PeriodId;
+use blindpass::issuer::accounts::hash_password;
+use blindpass::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
+use blindpass::vault::fsutil;
 
 /// A data directory filled for the run.
 pub(super) struct Filled {

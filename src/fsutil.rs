@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `path` (and parents) as a directory readable only by its owner.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -83,6 +83,15 @@ pub fn scrub_and_remove(path: &Path) -> io::Result<()> {
     }
 }
 
+/// [`atomic_write`] fsyncs the parent directory, which must be named:
+/// a bare `wallet.json` has an empty parent, so make it `./wallet.json`.
+pub fn with_explicit_parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new(".").join(path),
+        _ => path.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +120,17 @@ mod tests {
         scrub_and_remove(&path).unwrap();
         assert!(!path.exists());
         scrub_and_remove(&path).unwrap();
+    }
+
+    #[test]
+    fn bare_file_names_get_an_explicit_parent() {
+        assert_eq!(
+            with_explicit_parent(Path::new("w.json")),
+            Path::new("./w.json")
+        );
+        assert_eq!(
+            with_explicit_parent(Path::new("/a/w.json")),
+            Path::new("/a/w.json")
+        );
     }
 }
