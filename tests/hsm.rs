@@ -534,12 +534,44 @@ fn inspect_fails_while_a_destroyed_generation_key_is_in_the_token() {
                 text.contains("still holds the key of master version 1"),
                 "{text}"
             );
+            // With --json, the token's findings are a field of the one JSON
+            // object on stdout, and nothing of them is on stderr.
+            let inspect_json = || {
+                let mut cmd = token.blindpass();
+                cmd.args(["audit", "inspect", "--json", "--data-dir"])
+                    .arg(&root)
+                    .args(["--master", &token.uri()]);
+                let out = cmd.output().unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert!(!stderr.contains("key objects present"), "{stderr}");
+                assert!(!stderr.contains("still holds the key"), "{stderr}");
+                let report: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                        panic!("stdout is not one JSON object ({e}); stderr: {stderr}")
+                    });
+                (out.status.success(), report)
+            };
+            let (passed, report) = inspect_json();
+            assert!(!passed, "{report}");
+            let found = &report["master_token"];
+            assert_eq!(found["master_version"], 2, "{report}");
+            assert_eq!(found["key_versions"], serde_json::json!([1, 2]), "{report}");
+            assert_eq!(found["stale"][0]["version"], 1, "{report}");
+            assert_eq!(report["vault"]["master_version"], 2, "{report}");
             // The inspection changed nothing: the key is still there.
             assert_eq!(token.key_versions(&root), vec![1, 2]);
             // The next open finishes the job; the inspection then passes.
             drop(open(token, &root, &clock).unwrap());
             let (out, text) = inspect();
             assert!(out.status.success(), "{text}");
+            let (passed, report) = inspect_json();
+            assert!(passed, "{report}");
+            assert_eq!(
+                report["master_token"]["key_versions"],
+                serde_json::json!([2]),
+                "{report}"
+            );
+            assert_eq!(report["master_token"]["stale"], serde_json::json!([]));
         },
     );
 }
