@@ -50,8 +50,8 @@ fn pin(uri: &TokenUri) -> anyhow::Result<TokenPin> {
     }
 }
 
-/// A token failure as a message and what to do next. `Ok` passes through
-/// what is not a token failure.
+/// A token failure as a message and what to do next; any other error
+/// keeps its own text, with the context that the token was being opened.
 fn explain(e: VaultError, uri: &TokenUri) -> anyhow::Error {
     let module = uri.module.display();
     let (message, hint) = match &e {
