@@ -3,10 +3,11 @@
 //! in-process server all start through [`Service::start`], so all three run
 //! the same steps in the same order:
 //!
-//! 1. **open the store** ([`open_store`]): the master slot, the key ring,
+//! 1. **open the store** ([`open_store`]): the master key (the passphrase
+//!    slot, or a key in a PKCS#11 token: [`MasterSource`]), the key ring,
 //!    the audit log and sled, checked against their last acknowledged
 //!    state, and recovery (an interrupted destruction is finished); a new
-//!    data directory is created when there is no master slot;
+//!    data directory is created when there is no master key yet;
 //! 2. the first period, if the caller asks for one and none is open;
 //! 3. `service-started` in the audit log;
 //! 4. an **expiry pass**: deadlines that passed while the service was down
@@ -19,8 +20,8 @@
 //! 8. the **hourly refresh** of signing keys;
 //! 9. **shutdown**: stop accepting, let open requests finish, flush sled.
 //!
-//! The caller keeps what is its own: `serve` its arguments, passphrase,
-//! logging and process hardening; a test its clock; the load generator its
+//! The caller keeps what is its own: `serve` its arguments, passphrase or
+//! token PIN, logging and process hardening; a test its clock; the load generator its
 //! scratch directory.
 
 use std::net::SocketAddr;
@@ -39,7 +40,8 @@ use crate::ids::PeriodId;
 use crate::issuer::expiry::ExpiryReport;
 use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
 use crate::scheduler::VERIFIER_SKEW;
-use crate::vault::fsutil;
+use crate::vault::pkcs11::{MASTER_FILE, TokenMaster, TokenPin, TokenUri};
+use crate::vault::{Vault, VaultError, fsutil};
 use crate::witness::collector::{self, Collector, CollectorConfig, Cosigned, JournalSource};
 
 /// How often signing keys are topped up to the horizon (and old ones
@@ -53,11 +55,8 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 pub struct ServiceConfig {
     /// The data directory (created if it holds no master slot yet).
     pub data_dir: PathBuf,
-    /// The operator's passphrase for the master slot.
-    pub passphrase: Passphrase,
-    /// Argon2id parameters of a master slot created now (an existing slot
-    /// keeps its own).
-    pub new_slot_argon2: Argon2Params,
+    /// Where the master key is, and what opens it.
+    pub master: MasterSource,
     /// The issuer's settings.
     pub authority: AuthorityConfig,
     /// Where the issuer reads time.
@@ -90,6 +89,41 @@ impl std::fmt::Debug for ServiceConfig {
             .field("listen", &self.listen)
             .field("expiry", &self.expiry)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where the master key is, and what opens it (step 1).
+pub enum MasterSource {
+    /// The passphrase slot `vault/master.slot`, opened with the operator's
+    /// passphrase; created with it when the data directory has no master
+    /// key yet.
+    Passphrase {
+        /// The operator's passphrase.
+        passphrase: Passphrase,
+        /// Argon2id parameters of a slot created now (an existing slot
+        /// keeps its own).
+        new_slot_argon2: Argon2Params,
+    },
+    /// A non-extractable key in a PKCS#11 token (`vault/master.pkcs11`,
+    /// `serve --master pkcs11:…`, see `docs/hsm.md`); the token key is
+    /// generated when the data directory has no master key yet.
+    Token {
+        /// Which token, through which module.
+        uri: TokenUri,
+        /// The token's user PIN.
+        pin: TokenPin,
+    },
+}
+
+impl std::fmt::Debug for MasterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Passphrase { .. } => f.write_str("Passphrase(<redacted>)"),
+            Self::Token { uri, .. } => f
+                .debug_struct("Token")
+                .field("token", &uri.token)
+                .finish_non_exhaustive(),
+        }
     }
 }
 
@@ -198,8 +232,7 @@ impl Service {
     pub fn start(config: ServiceConfig) -> Result<RunningService, ServiceError> {
         let ServiceConfig {
             data_dir,
-            passphrase,
-            new_slot_argon2,
+            master,
             authority,
             clock,
             http,
@@ -216,9 +249,7 @@ impl Service {
         // master slot and sled's recovery, the expiry pass, or key generation.
         let step = std::time::Instant::now();
         let (authority, created) =
-            open_store(&data_dir, &passphrase, new_slot_argon2, authority, clock)
-                .map_err(ServiceError::Open)?;
-        drop(passphrase);
+            open_store(&data_dir, master, authority, clock).map_err(ServiceError::Open)?;
         let authority = Arc::new(authority);
         tracing::info!(
             took_ms = step.elapsed().as_millis() as u64,
@@ -320,23 +351,53 @@ impl Service {
 }
 
 /// Step 1, the one call a different store replaces: opens the data
-/// directory with the passphrase, or creates it when it holds no master
-/// slot. `Authority::open` checks sled against its last acknowledged
-/// generation and runs recovery before it returns. Returns whether the
-/// directory was created.
+/// directory with its master key, or creates it when it holds none.
+/// `Authority::open` checks sled against its last acknowledged generation
+/// and runs recovery before it returns. Returns whether the directory was
+/// created.
 pub fn open_store(
     data_dir: &std::path::Path,
-    passphrase: &Passphrase,
-    new_slot_argon2: Argon2Params,
+    master: MasterSource,
     config: AuthorityConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<(Authority, bool), IssuerError> {
-    if DataDir::new(data_dir).master_slot().exists() {
-        return Ok((Authority::open(data_dir, passphrase, config, clock)?, false));
+    let (uri, pin) = match master {
+        MasterSource::Passphrase {
+            passphrase,
+            new_slot_argon2,
+        } => {
+            if DataDir::new(data_dir).master_slot().exists() {
+                return Ok((
+                    Authority::open(data_dir, &passphrase, config, clock)?,
+                    false,
+                ));
+            }
+            fsutil::create_private_dir(data_dir).map_err(VaultError::from)?;
+            tracing::info!("initialising a new data directory");
+            let authority = Authority::init(data_dir, &passphrase, new_slot_argon2, config, clock)?;
+            return Ok((authority, true));
+        }
+        MasterSource::Token { uri, pin } => (uri, pin),
+    };
+    let layout = DataDir::new(data_dir);
+    if layout.master_slot().exists() {
+        // The master key is in a passphrase slot: moving it into a token is
+        // not supported.
+        return Err(VaultError::AlreadyInitialised.into());
     }
-    fsutil::create_private_dir(data_dir).map_err(crate::vault::VaultError::from)?;
-    tracing::info!("initialising a new data directory");
-    let authority = Authority::init(data_dir, passphrase, new_slot_argon2, config, clock)?;
+    let file = layout.vault().join(MASTER_FILE);
+    if file.exists() {
+        let master = TokenMaster::open(&file, &uri, &pin)?;
+        let authority = Authority::open_with_provider(data_dir, Box::new(master), config, clock)?;
+        return Ok((authority, false));
+    }
+    // The token makes the vault directory only once it has accepted the
+    // PIN: a refused first start leaves nothing behind.
+    let master = TokenMaster::create(&file, &uri, &pin)?;
+    fsutil::create_private_dir(data_dir).map_err(VaultError::from)?;
+    tracing::info!("initialising a new data directory (master key in a PKCS#11 token)");
+    drop(Vault::create(&layout.vault(), Box::new(master.clone()))?);
+    let authority = Authority::open_with_provider(data_dir, Box::new(master), config, clock)?;
     Ok((authority, true))
 }
 
@@ -554,8 +615,10 @@ mod tests {
     fn config(dir: &std::path::Path, clock: &ManualClock, passphrase: &str) -> ServiceConfig {
         ServiceConfig {
             data_dir: dir.to_owned(),
-            passphrase: Passphrase::new(passphrase.into()),
-            new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
+            master: MasterSource::Passphrase {
+                passphrase: Passphrase::new(passphrase.into()),
+                new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
+            },
             authority: AuthorityConfig {
                 key_horizon_days: 2,
                 ..AuthorityConfig::default()

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::audit::{Entry, Event};
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
-use crate::issuer::{DataDir, IssuerError, inspect_vault};
+use crate::issuer::{DataDir, IssuerError, VaultSummary, inspect_vault};
 
 /// Why an inspection could not be done (as opposed to a finding).
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +258,20 @@ pub fn inspect(
     passphrase: Option<&Passphrase>,
     canaries: &[String],
 ) -> Result<InspectReport, InspectError> {
+    inspect_with(
+        root,
+        passphrase.map(|p| move || inspect_vault(root, p)),
+        canaries,
+    )
+}
+
+/// As [`inspect`], with the key ring opened read-only and summarised by
+/// `open_ring` (with the master key in a PKCS#11 token: `cli::master`).
+pub fn inspect_with(
+    root: &Path,
+    open_ring: Option<impl FnOnce() -> Result<VaultSummary, IssuerError>>,
+    canaries: &[String],
+) -> Result<InspectReport, InspectError> {
     if let Some(i) = canaries.iter().position(String::is_empty) {
         return Err(InspectError::EmptyCanary(i + 1));
     }
@@ -269,10 +283,10 @@ pub fn inspect(
         commitments,
     } = LoggedKeys::read(root)?;
 
-    let vault = match passphrase {
+    let vault = match open_ring {
         None => None,
-        Some(passphrase) => {
-            let summary = inspect_vault(root, passphrase)?;
+        Some(open_ring) => {
+            let summary = open_ring()?;
             for (period, commitment) in &summary.live {
                 if destroyed.contains(period) {
                     failures.push(InspectFailure::DestroyedPeriodLive { period: *period });

@@ -44,7 +44,9 @@ use crate::client::{Client, ClientError};
 use crate::ids::PeriodId;
 use crate::protocol::directory::Directory;
 
-pub use inspect::{DirUsage, InspectError, InspectFailure, InspectReport, VaultFindings, inspect};
+pub use inspect::{
+    DirUsage, InspectError, InspectFailure, InspectReport, VaultFindings, inspect, inspect_with,
+};
 pub use log::{
     KeyProblem, LogError, SavedCheckpoint, VerifiedLog, check_log_key, consistency, fetch_log,
     fetch_witnessed_log, key_logged, verify_log,

@@ -17,7 +17,8 @@ use blindpass::crypto::secret::{Passphrase, random_32};
 use blindpass::http::HttpConfig;
 use blindpass::issuer::{Authority, AuthorityConfig};
 use blindpass::service::{
-    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, RunningService, Service, ServiceConfig,
+    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, RunningService, Service,
+    ServiceConfig,
 };
 
 /// A running in-process issuer; stopped, and its data directory removed,
@@ -53,8 +54,10 @@ impl InProcessServer {
         let admin_token = hex::encode(random_32());
         let service = Service::start(ServiceConfig {
             data_dir: scratch.path().to_owned(),
-            passphrase: Passphrase::new(hex::encode(random_32())),
-            new_slot_argon2: Argon2Params::DEFAULT,
+            master: MasterSource::Passphrase {
+                passphrase: Passphrase::new(hex::encode(random_32())),
+                new_slot_argon2: Argon2Params::DEFAULT,
+            },
             authority: AuthorityConfig {
                 issuer_request_uri: format!("{url}/token-request"),
                 ..AuthorityConfig::default()

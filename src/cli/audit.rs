@@ -133,6 +133,10 @@ pub struct InspectArgs {
     /// key-ring check is skipped. Not used with --pid.
     #[arg(long, env = "BLINDPASS_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// The PKCS#11 token holding the master key (as for `serve --master`):
+    /// also check that the token holds no key of a destroyed generation.
+    #[arg(long, value_name = "PKCS11_URI", conflicts_with = "pid")]
+    pub master: Option<String>,
     /// Inspect the memory of this running issuer process instead of the
     /// files (needs root, or the right to trace it); --data-dir is where
     /// its audit log is.
@@ -344,9 +348,41 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         return run_inspect_memory(pid, &args);
     }
     let passphrase = passphrase(&args)?;
-    let report = crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary)
-        .map_err(explain_inspect)?;
-    finish(&report, args.json, print_inspect, report.passed())
+    let token = args
+        .master
+        .as_deref()
+        .map(|spec| super::master::open_for_inspection(spec, &args.data_dir))
+        .transpose()?;
+    let report = match &token {
+        Some(token) => {
+            crate::auditor::inspect_with(&args.data_dir, Some(|| token.summary()), &args.canary)
+        }
+        None => crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary),
+    }
+    .map_err(explain_inspect)?;
+    let report = InspectWithToken {
+        master_token: token.as_ref().map(|t| t.findings()).transpose()?,
+        files: report,
+    };
+    let passed = report.files.passed() && report.master_token.as_ref().is_none_or(|t| t.passed());
+    finish(&report, args.json, print_inspect_with_token, passed)
+}
+
+/// `audit inspect`'s report; with `--master`, what the token holds, in the
+/// same JSON object.
+#[derive(serde::Serialize)]
+struct InspectWithToken {
+    #[serde(flatten)]
+    files: InspectReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_token: Option<super::master::TokenFindings>,
+}
+
+fn print_inspect_with_token(report: &InspectWithToken) {
+    if let Some(token) = &report.master_token {
+        token.print();
+    }
+    print_inspect(&report.files);
 }
 
 fn print_inspect(report: &InspectReport) {

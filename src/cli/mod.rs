@@ -25,6 +25,7 @@ pub mod output;
 pub mod admin;
 pub mod audit;
 mod hardening;
+pub mod master;
 pub mod serve;
 pub mod verify;
 pub mod wallet;

@@ -1,6 +1,7 @@
 //! `blindpass serve`: opens (or creates) a data directory and runs the
-//! issuer over HTTP. The arguments, the passphrase, logging and process
-//! hardening are this file's; the start-up itself is [`Service::start`]'s,
+//! issuer over HTTP. The arguments, the passphrase or the `--master`
+//! token (read by `cli::master`), logging and process hardening are this
+//! file's; the start-up itself is [`Service::start`]'s,
 //! the same as the tests' and the load generator's servers go through.
 
 use std::net::SocketAddr;
@@ -19,12 +20,13 @@ use crate::crypto::secret::{Passphrase, random_32};
 use crate::http::HttpConfig;
 use crate::issuer::{AuthorityConfig, IssuerError};
 use crate::service::{
-    ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, Service, ServiceConfig,
-    ServiceError,
+    ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, Service,
+    ServiceConfig, ServiceError,
 };
 use crate::store::{StoreConfig, StoreError};
 use crate::vault::VaultError;
 use crate::vault::fsutil;
+use crate::vault::pkcs11::TokenUri;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,6 +55,11 @@ pub struct ServeArgs {
     /// passphrase comes from this file or from BLINDPASS_PASSPHRASE.
     #[arg(long, env = "BLINDPASS_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Keep the master key in a PKCS#11 token instead of the passphrase
+    /// slot: pkcs11:token=<label>?module-path=<module.so>[&pin-source=<file>]
+    /// (the PIN from that file or BLINDPASS_PKCS11_PIN; see docs/hsm.md).
+    #[arg(long, value_name = "PKCS11_URI")]
+    pub master: Option<String>,
     /// Issuer name in the permit challenge (verifiers check it).
     #[arg(long, default_value = "blindpass.local")]
     pub issuer_name: String,
@@ -300,7 +307,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(arenas, tunables, "malloc arenas");
     tracing::info!(core_dumps, "core dumps");
     let http = http_config(&args)?;
-    let pass = passphrase(&args)?;
+    // With the master key in a token there is no passphrase to ask for.
+    let (master, token) = match args.master.as_deref() {
+        Some(spec) => {
+            let (uri, pin) = super::master::token(spec)?;
+            (
+                MasterSource::Token {
+                    uri: uri.clone(),
+                    pin,
+                },
+                Some(uri),
+            )
+        }
+        None => (
+            MasterSource::Passphrase {
+                passphrase: passphrase(&args)?,
+                new_slot_argon2: Argon2Params::DEFAULT,
+            },
+            None,
+        ),
+    };
     let public_url = args
         .public_url
         .clone()
@@ -323,8 +349,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let running = Service::start(ServiceConfig {
         data_dir: args.data_dir.clone(),
-        passphrase: pass,
-        new_slot_argon2: Argon2Params::DEFAULT,
+        master,
         authority: config,
         clock: Arc::new(SystemClock),
         http,
@@ -341,13 +366,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         thread_name: None,
         witnesses,
     })
-    .map_err(refusal)?;
+    .map_err(|e| refusal(e, token.as_ref()))?;
     let report = running.report();
     if report.created {
-        eprintln!(
-            "initialised a new data directory in {}",
-            args.data_dir.display()
-        );
+        match &token {
+            Some(uri) => eprintln!(
+                "initialised a new data directory in {} (master key in token {:?})",
+                args.data_dir.display(),
+                uri.token
+            ),
+            None => eprintln!(
+                "initialised a new data directory in {}",
+                args.data_dir.display()
+            ),
+        }
     }
     if report.first_period.is_some() {
         eprintln!("dev: opened a 14-day isolation period \"default\"");
@@ -372,18 +404,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A start-up failure with what the operator can do about it.
-fn refusal(error: ServiceError) -> anyhow::Error {
-    let open = match error {
-        ServiceError::Open(e) => e,
-        ServiceError::Schedule(e) => {
+/// A start-up failure with what the operator can do about it; `token` is
+/// the PKCS#11 token given with `--master`, if any.
+fn refusal(error: ServiceError, token: Option<&TokenUri>) -> anyhow::Error {
+    let open = match (error, token) {
+        (ServiceError::Open(e), None) => e,
+        (ServiceError::Open(e), Some(uri)) => match super::master::explain_refusal(e, uri) {
+            Ok(e) => e,
+            Err(explained) => return explained,
+        },
+        (ServiceError::Schedule(e), _) => {
             return CliError::new(
                 format!("expiry schedule: {e}"),
                 "use a six-field cron expression such as \"0 * * * * *\"",
             )
             .into();
         }
-        other => return other.into(),
+        (other, _) => return other.into(),
     };
     match open {
         IssuerError::Vault(VaultError::WrongPassphrase) => CliError::new(

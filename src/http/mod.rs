@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod problem;
 pub(crate) mod routes;
 mod signers;
+mod web;
 mod wire;
 pub mod witness;
 
@@ -250,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::AUDIT_CHECKPOINT, get(routes::audit_checkpoint))
         .route(paths::AUDIT_KEY, get(routes::audit_key))
         .route(paths::AUDIT_TILE, get(routes::audit_tile))
+        .merge(web::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // axum's own rejections (path, method, body limit) answer in text;

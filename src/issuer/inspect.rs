@@ -7,7 +7,7 @@ use super::{DataDir, IssuerError, key_commitment};
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
 use crate::vault::Vault;
-use crate::vault::master::PassphraseSlot;
+use crate::vault::master::{MasterKeyProvider, PassphraseSlot};
 
 /// What an on-site inspection of the vault sees, with no key material.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,9 +28,17 @@ pub struct VaultSummary {
 /// summarises it: commitments instead of keys, so the summary can be shown
 /// and compared with the audit log's `period-key-created` entries.
 pub fn inspect_vault(root: &Path, passphrase: &Passphrase) -> Result<VaultSummary, IssuerError> {
-    let layout = DataDir::new(root);
-    let slot = PassphraseSlot::open(&layout.master_slot(), passphrase)?;
-    let vault = Vault::open_read_only(&layout.vault(), Box::new(slot))?;
+    let slot = PassphraseSlot::open(&DataDir::new(root).master_slot(), passphrase)?;
+    summarise_vault(root, Box::new(slot))
+}
+
+/// As [`inspect_vault`], with the master key from `provider` (a PKCS#11
+/// token: `audit inspect --master`).
+pub fn summarise_vault(
+    root: &Path,
+    provider: Box<dyn MasterKeyProvider>,
+) -> Result<VaultSummary, IssuerError> {
+    let vault = Vault::open_read_only(&DataDir::new(root).vault(), provider)?;
     let ring = vault.ring();
     Ok(VaultSummary {
         master_version: vault.master_version(),

@@ -16,7 +16,8 @@
 //! - `issuance.rs`: eligibility, quota and idempotent issuance;
 //! - `resident.rs`: personal data and its validation;
 //! - `data_dir.rs`: the data directory's layout;
-//! - `inspect.rs`: the on-site summary of a vault, without key material.
+//! - `inspect.rs`: the on-site summary of a vault, without key material
+//!   (opened with the passphrase or with any master-key provider).
 
 pub mod accounts;
 mod data_dir;
@@ -31,7 +32,7 @@ mod signing_keys;
 
 pub use data_dir::DataDir;
 pub use destruction::DestroyReport;
-pub use inspect::{VaultSummary, inspect_vault};
+pub use inspect::{VaultSummary, inspect_vault, summarise_vault};
 pub use periods::{PeriodInfo, PeriodList, key_commitment};
 pub use records::ResidentRecord;
 

@@ -17,14 +17,31 @@ use crate::crypto::secret::{DerivedKey, MasterKey, Passphrase, random_32};
 /// Holds the one secret whose erasure must be trusted.
 ///
 /// Security contract: after [`MasterKeyProvider::replace`] returns `Ok`, the
-/// previous master key can no longer be loaded from this provider, and the
-/// new one survives a crash. If it returns `Err`, the previous key is still
-/// the one that loads.
+/// new key at the new version is the one that loads, and survives a crash;
+/// if it returns `Err`, the previous key is still the one that loads. Once
+/// [`MasterKeyProvider::destroy_others`] has returned `Ok`, nothing the
+/// provider holds opens a master key of any other version — not even an old
+/// copy of a file it wrote (a token's key for that version is gone).
 pub trait MasterKeyProvider: Send + Sync {
     /// The current master key and its version.
     fn load(&self) -> Result<(u64, MasterKey), VaultError>;
-    /// Durably replaces the stored master key with `key` at `version`.
+    /// Readies the provider for master `version`, before a rotation writes
+    /// anything (a token generates the key that will wrap it). Whatever
+    /// this leaves behind if the rotation stops short of its commit is
+    /// removed by [`MasterKeyProvider::destroy_others`] at the next open.
+    fn prepare(&self, _version: u64) -> Result<(), VaultError> {
+        Ok(())
+    }
+    /// Durably replaces the stored master key with `key` at `version`: the
+    /// commit point of a rotation.
     fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError>;
+    /// Destroys whatever the provider still holds for versions other than
+    /// `current`: after a rotation's commit, and at every open (a crash may
+    /// have come between the commit and the destruction). The passphrase
+    /// slot holds one wrapped key, overwritten by `replace`: nothing to do.
+    fn destroy_others(&self, _current: u64) -> Result<(), VaultError> {
+        Ok(())
+    }
 }
 
 const SLOT_FORMAT: &str = "blindpass-master-slot-v1";
@@ -69,6 +86,12 @@ impl PassphraseSlot {
         passphrase: &Passphrase,
         params: Argon2Params,
     ) -> Result<Self, VaultError> {
+        // A vault whose master key lives in a token has no slot file, but it
+        // is initialised all the same: a new slot beside it would start a
+        // second, empty vault over the first one's files.
+        if path.with_file_name(super::pkcs11::MASTER_FILE).exists() {
+            return Err(VaultError::MasterInToken);
+        }
         if path.exists() {
             return Err(VaultError::AlreadyInitialised);
         }

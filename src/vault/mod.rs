@@ -16,6 +16,7 @@
 pub use crate::fsutil;
 pub mod keyring;
 pub mod master;
+pub mod pkcs11;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,13 @@ pub enum VaultError {
     /// A master slot already exists; refusing to overwrite it.
     #[error("a master slot already exists")]
     AlreadyInitialised,
+    /// The vault's master key is in a PKCS#11 token (`vault/master.pkcs11`):
+    /// it opens only with that token, never with a passphrase.
+    #[error(
+        "this vault's master key is in a PKCS#11 token (vault/master.pkcs11); open it with \
+         --master pkcs11:…, not with a passphrase"
+    )]
+    MasterInToken,
     /// A vault file is damaged, truncated or was tampered with.
     #[error("vault file is corrupt or was tampered with: {0}")]
     Corrupt(&'static str),
@@ -51,6 +59,9 @@ pub enum VaultError {
     /// Sealing or opening failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The PKCS#11 token holding the master key refused or failed.
+    #[error(transparent)]
+    Token(#[from] pkcs11::TokenError),
 }
 
 /// Points in a key-ring replace or a period destruction where tests can
@@ -59,9 +70,13 @@ pub enum VaultError {
 pub enum FaultPoint {
     /// After the destruction intent is recorded, before anything else.
     AfterIntent,
+    /// After the provider made room for the new master key (a token
+    /// generated its new key), before the new ring is written.
+    AfterNewMasterPrepared,
     /// After the new ring file is durable, before the master slot changes.
     AfterNewRingWritten,
-    /// After the master slot holds the new key, before the old ring is removed.
+    /// After the master slot holds the new key, before the provider
+    /// destroys the old one (a token's old key) and the old ring is removed.
     AfterMasterReplaced,
     /// After the key is gone, before the period's sled data is purged.
     BeforePurge,
@@ -140,6 +155,7 @@ impl Vault {
     /// removes ring files left by an interrupted rotation.
     pub fn open(dir: &Path, provider: Box<dyn MasterKeyProvider>) -> Result<Self, VaultError> {
         let vault = Self::open_read_only(dir, provider)?;
+        vault.provider.destroy_others(vault.version)?;
         for stale in ring_versions(dir)?
             .into_iter()
             .filter(|v| *v != vault.version)
@@ -250,13 +266,17 @@ impl Vault {
     /// earlier copy of the ring — on disk, in backups, in freed blocks — is
     /// sealed under a master key that no longer exists anywhere.
     ///
-    /// Order: write `keyring.<v+1>` under `M_{v+1}` and make it durable;
-    /// replace the master slot (the commit point); remove `keyring.<v>`;
+    /// Order: the provider prepares for `v+1` (a token generates its new
+    /// key); write `keyring.<v+1>` under `M_{v+1}` and make it durable;
+    /// replace the master slot (the commit point); the provider destroys
+    /// what it holds for `v` (a token's old key); remove `keyring.<v>`;
     /// drop the old master from memory (it is zeroized on drop).
     pub fn rotate(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
         let mut next = self.ring.clone();
         change(&mut next);
         let new_version = self.version + 1;
+        self.provider.prepare(new_version)?;
+        self.check_fault(FaultPoint::AfterNewMasterPrepared)?;
         let new_master = MasterKey::generate();
         self.write_ring(new_version, &new_master, &next)?;
         self.check_fault(FaultPoint::AfterNewRingWritten)?;
@@ -267,6 +287,7 @@ impl Vault {
         self.ring = next;
         self.generation += 1;
         self.check_fault(FaultPoint::AfterMasterReplaced)?;
+        self.provider.destroy_others(new_version)?;
         fsutil::scrub_and_remove(&ring_path(&self.dir, old_version))?;
         Ok(())
     }
@@ -318,6 +339,69 @@ mod tests {
         let vault = Vault::open(dir.path(), slot(dir.path())).unwrap();
         assert_eq!(vault.ring().period(&p.id).unwrap().key, p.key);
         assert_eq!(ring_versions(dir.path()).unwrap(), vec![2]);
+    }
+
+    /// A provider that keeps its key in memory and records the calls the
+    /// vault makes, to check their order around the commit point.
+    struct Recording {
+        key: std::sync::Mutex<(u64, MasterKey)>,
+        calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl MasterKeyProvider for Recording {
+        fn load(&self) -> Result<(u64, MasterKey), VaultError> {
+            Ok(self.key.lock().unwrap().clone())
+        }
+        fn prepare(&self, version: u64) -> Result<(), VaultError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("prepare {version}"));
+            Ok(())
+        }
+        fn replace(&self, version: u64, key: &MasterKey) -> Result<(), VaultError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("replace {version}"));
+            *self.key.lock().unwrap() = (version, key.clone());
+            Ok(())
+        }
+        fn destroy_others(&self, current: u64) -> Result<(), VaultError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("destroy others {current}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_provider_prepares_before_and_destroys_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let provider = Recording {
+            key: std::sync::Mutex::new((1, MasterKey::generate())),
+            calls: calls.clone(),
+        };
+        let mut vault = Vault::create(dir.path(), Box::new(provider)).unwrap();
+        vault.rotate(|_| {}).unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["prepare 2", "replace 2", "destroy others 2"]
+        );
+        // Stopped right after the preparation: nothing was committed.
+        calls.lock().unwrap().clear();
+        vault.dangerous_inject_fault(Some(FaultPoint::AfterNewMasterPrepared));
+        vault.rotate(|_| {}).unwrap_err();
+        assert_eq!(*calls.lock().unwrap(), ["prepare 3"]);
+        assert_eq!(vault.master_version(), 2);
+        // Every open clears what a crash left behind.
+        calls.lock().unwrap().clear();
+        let Vault { provider, .. } = vault;
+        let vault = Vault::open(dir.path(), provider).unwrap();
+        assert_eq!(vault.master_version(), 2);
+        assert_eq!(*calls.lock().unwrap(), ["destroy others 2"]);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::Window;
 use blindpass::protocol::token::{Token, TokenChallenge, TokenRequest, TokenResponse};
 use blindpass::service::{
-    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, RunningService, Service, ServiceConfig,
+    AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, RunningService, Service,
+    ServiceConfig,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -54,8 +55,10 @@ impl TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let service = Service::start(ServiceConfig {
             data_dir: dir.path().to_owned(),
-            passphrase: Passphrase::new("operator passphrase".into()),
-            new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
+            master: MasterSource::Passphrase {
+                passphrase: Passphrase::new("operator passphrase".into()),
+                new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
+            },
             authority: AuthorityConfig {
                 key_horizon_days: 3,
                 ..AuthorityConfig::default()
