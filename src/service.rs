@@ -423,7 +423,7 @@ fn start_collector(
     authority: Arc<Authority>,
     config: CollectorConfig,
     state: AppState,
-) -> Result<(AppState, Option<Collector>), ServiceError> {
+) -> Result<(AppState, Collector), ServiceError> {
     let cosigned = Arc::new(Cosigned::default());
     let metrics = state.shared_metrics();
     let asked = config
@@ -437,7 +437,7 @@ fn start_collector(
         metrics.incr(name);
     })?;
     tracing::info!(witnesses = asked, interval_s, "collecting cosignatures");
-    Ok((state.with_cosignatures(cosigned), Some(running)))
+    Ok((state.with_cosignatures(cosigned), running))
 }
 
 /// Steps 6 to 9, on the service's runtime: scheduler, witness collector,
@@ -468,7 +468,7 @@ async fn run(
     // Runs until serving ends (dropping it stops the thread).
     let (state, _collector) = match witnesses {
         Some(config) => match start_collector(authority.clone(), config, state) {
-            Ok(started) => started,
+            Ok((state, collector)) => (state, Some(collector)),
             Err(e) => {
                 let _ = ready.send(Err(e));
                 return Ok(());
