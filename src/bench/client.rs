@@ -1,37 +1,92 @@
-//! The load generator's HTTP side: a plain ureq agent per worker thread
-//! (its own keep-alive connection), no retries — a failure is counted by
-//! kind, never hidden — and a runner that spreads N jobs over C threads.
+//! The load generator's HTTP side: the project's one HTTP client
+//! ([`blindpass::client::Client`]) through its raw calls, which send once
+//! (no retries) and return every answer as it came, so that each failure is
+//! counted by kind, never hidden; and a runner that spreads N jobs over C
+//! threads, each with a client of its own (its own keep-alive connection).
 //!
-//! The one exception to "no retries" is a request the server shed
-//! (`503 overloaded`): a well-behaved client waits the `Retry-After` it was
+//! The one exception to "no retries" is a request the server shed (problem
+//! type `overloaded`): a well-behaved client waits the `Retry-After` it was
 //! given (with jitter), and the runners do, counting every shed answer apart from the
 //! admitted ones so the report shows the shed rate and the admitted latency.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use blindpass::client::{Client, ClientError, Reply};
+use blindpass::protocol::api::ProblemType;
 
 use super::progress::{Counters, Goal, Progress};
 use super::stats::{ErrorTally, Latencies, LatencySummary};
 
-/// `Content-Type` of an RFC 9578 token request.
-pub(crate) const TOKEN_REQUEST_TYPE: &str = "application/private-token-request";
-
-/// The error kind of a request the server shed under overload.
-pub(crate) const SHED: &str = "503 overloaded";
-
-thread_local! {
-    /// The `Retry-After` of this thread's last reply (each worker thread
-    /// has its own agent, so this is the reply its last request got).
-    static RETRY_AFTER: Cell<Option<Duration>> = const { Cell::new(None) };
+/// A client of the server at `base` for one worker thread.
+///
+/// Clones of a [`Client`] share one connection pool, which keeps only a
+/// few idle connections per host: threads sharing it would close and
+/// reopen connections all the time. A client per thread keeps one
+/// connection alive for the thread's whole run, as a resident's phone does.
+pub(crate) fn worker_client(base: &str) -> Client {
+    Client::new(base)
 }
 
-/// The `Retry-After` of this thread's last reply, if it had one.
-pub(crate) fn last_retry_after() -> Option<Duration> {
-    RETRY_AFTER.with(Cell::get)
+/// Why a request did not get the answer it hoped for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The server shed the request (`overloaded`), asking the client to
+    /// come back after `retry_after`, if it said.
+    Shed {
+        /// The answer's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Another status than the one hoped for, with its problem type if it
+    /// carried a known one.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem type.
+        problem: Option<ProblemType>,
+    },
+    /// The server could not be reached or the answer not read.
+    Network(String),
+    /// The answer had the status hoped for but not the documented body.
+    Malformed(&'static str),
+}
+
+impl Failure {
+    /// The failure an answer of another status than the one hoped for is.
+    pub(crate) fn of(reply: &Reply) -> Self {
+        match reply.problem_type() {
+            Some(ProblemType::Overloaded) => Failure::Shed {
+                retry_after: reply.retry_after_s.map(Duration::from_secs),
+            },
+            problem => Failure::Refused {
+                status: reply.status,
+                problem,
+            },
+        }
+    }
+
+    /// Whether the server refused with a problem of type `kind`.
+    pub(crate) fn is(&self, kind: ProblemType) -> bool {
+        match self {
+            Failure::Shed { .. } => kind == ProblemType::Overloaded,
+            Failure::Refused { problem, .. } => *problem == Some(kind),
+            Failure::Network(_) | Failure::Malformed(_) => false,
+        }
+    }
+
+    /// The kind it is counted under, e.g. `503 timeout` or `network: …`.
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            Failure::Shed { .. } => format!("503 {}", ProblemType::Overloaded),
+            Failure::Refused { status, problem } => {
+                let name = problem.map_or("no-known-problem-type", ProblemType::as_str);
+                format!("{status} {name}")
+            }
+            Failure::Network(detail) => format!("network: {detail}"),
+            Failure::Malformed(what) => (*what).to_owned(),
+        }
+    }
 }
 
 /// How long a shed client waits: the server's `Retry-After` (1 s if it gave
@@ -39,109 +94,20 @@ pub(crate) fn last_retry_after() -> Option<Duration> {
 /// that all waited exactly the same time would come back together, in
 /// waves that leave the queue empty between them; real clients are not in
 /// step, and well-behaved ones add jitter.
-pub(crate) fn shed_backoff() -> Duration {
-    let base = last_retry_after().unwrap_or(Duration::from_secs(1));
+pub(crate) fn shed_backoff(retry_after: Option<Duration>) -> Duration {
+    let base = retry_after.unwrap_or(Duration::from_secs(1));
     let mut byte = [0u8; 1];
     rand::fill(&mut byte);
     base.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
 }
 
-/// A reply read in full.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) body: Vec<u8>,
-}
-
-/// An agent for one worker: one connection kept alive, generous timeout.
-pub(crate) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .max_idle_connections_per_host(2)
-        .build()
-        .into()
-}
-
-fn read(response: ureq::http::Response<ureq::Body>) -> Result<Reply, ureq::Error> {
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    RETRY_AFTER.with(|c| c.set(retry_after));
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(4 * 1024 * 1024)
-        .read_to_vec()?;
-    Ok(Reply { status, body })
-}
-
-/// `POST` with a content type and an optional bearer token.
-pub(crate) fn post(
-    agent: &ureq::Agent,
-    url: &str,
-    content_type: &str,
-    bearer: Option<&str>,
-    body: &[u8],
-) -> Result<Reply, ureq::Error> {
-    let mut request = agent.post(url).header("Content-Type", content_type);
-    if let Some(token) = bearer {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    read(request.send(body)?)
-}
-
-/// `GET` with an optional bearer token.
-pub(crate) fn get(
-    agent: &ureq::Agent,
-    url: &str,
-    bearer: Option<&str>,
-) -> Result<Reply, ureq::Error> {
-    let mut request = agent.get(url);
-    if let Some(token) = bearer {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    read(request.call()?)
-}
-
-#[derive(Deserialize)]
-struct ProblemDoc {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-}
-
-/// `"<status> <problem name>"` for an error reply, e.g. `503 timeout`.
-pub(crate) fn reply_kind(reply: &Reply) -> String {
-    let name = serde_json::from_slice::<ProblemDoc>(&reply.body)
-        .ok()
-        .and_then(|d| d.kind)
-        .map(|k| k.rsplit('/').next().unwrap_or(&k).to_owned())
-        .unwrap_or_else(|| "no-problem-document".to_owned());
-    format!("{} {name}", reply.status)
-}
-
-/// A coarse name for a transport failure.
-pub(crate) fn network_kind(err: &ureq::Error) -> String {
-    let kind = match err {
-        ureq::Error::Timeout(_) => "timeout",
-        ureq::Error::Io(_) => "io",
-        ureq::Error::ConnectionFailed => "connection-failed",
-        ureq::Error::HostNotFound => "host-not-found",
-        ureq::Error::Protocol(_) => "protocol",
-        _ => "other",
-    };
-    format!("network: {kind}")
-}
-
-/// A status other than `expected` as an error kind; `expected` as success.
-pub(crate) fn expect(outcome: Result<Reply, ureq::Error>, expected: u16) -> Result<Reply, String> {
+/// The answer if it has status `expected`, else why not.
+pub(crate) fn expect(outcome: Result<Reply, ClientError>, expected: u16) -> Result<Reply, Failure> {
     match outcome {
         Ok(reply) if reply.status == expected => Ok(reply),
-        Ok(reply) => Err(reply_kind(&reply)),
-        Err(e) => Err(network_kind(&e)),
+        Ok(reply) => Err(Failure::of(&reply)),
+        Err(ClientError::Network { detail, .. }) => Err(Failure::Network(detail)),
+        Err(other) => Err(Failure::Network(other.to_string())),
     }
 }
 
@@ -170,18 +136,19 @@ impl Phase {
     }
 }
 
-/// Runs jobs `0..count` on `concurrency` threads, each with its own agent,
-/// timing every job. `job` returns an error kind on failure; a job the
-/// server shed is retried after its `Retry-After`.
+/// Runs jobs `0..count` on `concurrency` threads, each with its own client
+/// of the server at `base`, timing every job. A job the server shed is
+/// retried after its `Retry-After`; every other failure is counted by kind.
 pub(crate) fn run_counted<F>(
     label: &str,
+    base: &str,
     count: usize,
     concurrency: usize,
     quiet: bool,
     job: F,
 ) -> Phase
 where
-    F: Fn(&ureq::Agent, usize) -> Result<(), String> + Sync,
+    F: Fn(&Client, usize) -> Result<(), Failure> + Sync,
 {
     let next = AtomicUsize::new(0);
     let counters = Arc::new(Counters::default());
@@ -194,7 +161,7 @@ where
                 std::thread::Builder::new()
                     .name(format!("bench-client-{w}"))
                     .spawn_scoped(scope, move || {
-                        let agent = agent();
+                        let client = worker_client(base);
                         let mut latencies =
                             Latencies::with_capacity(count / concurrency.max(1) + 1);
                         let mut errors = ErrorTally::default();
@@ -207,12 +174,12 @@ where
                             }
                             let outcome = loop {
                                 let t = Instant::now();
-                                let outcome = job(&agent, i);
+                                let outcome = job(&client, i);
                                 let took = t.elapsed();
                                 match outcome {
-                                    Err(kind) if kind == SHED => {
+                                    Err(Failure::Shed { retry_after }) => {
                                         shed += 1;
-                                        std::thread::sleep(shed_backoff());
+                                        std::thread::sleep(shed_backoff(retry_after));
                                     }
                                     outcome => {
                                         latencies.push(took);
@@ -223,7 +190,7 @@ where
                             counters.record(outcome.is_ok());
                             match outcome {
                                 Ok(()) => ok += 1,
-                                Err(kind) => errors.add(kind),
+                                Err(failure) => errors.add(failure.kind()),
                             }
                         }
                         (latencies, errors, ok, shed)
