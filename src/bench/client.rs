@@ -223,3 +223,127 @@ where
         shed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicU64;
+
+    use blindpass::protocol::api::{PROBLEM_BASE, media, paths};
+
+    use super::*;
+
+    fn reply(status: u16, retry_after_s: Option<u64>, kind: &str) -> Reply {
+        Reply {
+            status,
+            etag: None,
+            retry_after_s,
+            body: format!(r#"{{"type":"{kind}","title":"t","status":{status}}}"#).into_bytes(),
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_problem_type_not_by_name() {
+        let overloaded = format!("{PROBLEM_BASE}overloaded");
+        let shed = Failure::of(&reply(503, Some(2), &overloaded));
+        assert_eq!(
+            shed,
+            Failure::Shed {
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(shed.kind(), "503 overloaded");
+        // Another server's problem of the same name is not ours to wait out.
+        let foreign = Failure::of(&reply(503, Some(2), "https://example.org/p/overloaded"));
+        assert!(!matches!(foreign, Failure::Shed { .. }), "{foreign:?}");
+        assert_eq!(foreign.kind(), "503 no-known-problem-type");
+        // A 429 is waited out only when it is the per-address limit.
+        let limited = Failure::of(&reply(429, None, &format!("{PROBLEM_BASE}rate-limited")));
+        let quota = Failure::of(&reply(429, None, &format!("{PROBLEM_BASE}quota-exceeded")));
+        assert!(limited.is(ProblemType::RateLimited));
+        assert!(!quota.is(ProblemType::RateLimited));
+        assert_eq!(quota.kind(), "429 quota-exceeded");
+        let network = expect(
+            Err(ClientError::Network {
+                url: "http://x".into(),
+                detail: "io: refused".into(),
+            }),
+            200,
+        );
+        assert_eq!(
+            network.map_err(|f| f.kind()),
+            Err("network: io: refused".into())
+        );
+    }
+
+    /// A keep-alive HTTP server that answers its first request `503
+    /// overloaded` (`Retry-After: 0`) and every later one `201 {}`; it
+    /// counts the connections it accepts.
+    fn keep_alive_server() -> (String, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let requests = requests.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            let line = line.to_ascii_lowercase();
+                            if let Some(v) = line.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let answer = if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let body = format!(r#"{{"type":"{PROBLEM_BASE}overloaded"}}"#);
+                            format!(
+                                "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\n\
+                                 content-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        } else {
+                            "HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}".to_owned()
+                        };
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, connections)
+    }
+
+    #[test]
+    fn a_worker_keeps_one_connection_and_waits_out_a_shed_answer() {
+        let (base, connections) = keep_alive_server();
+        let phase = run_counted("test", &base, 5, 1, true, |client, _| {
+            expect(
+                client.post_raw(paths::RESIDENTS, media::JSON, None, b"{}"),
+                201,
+            )
+            .map(drop)
+        });
+        assert_eq!(phase.ok, 5, "{:?}", phase.errors);
+        assert_eq!(phase.shed, 1);
+        assert_eq!(phase.latency.count, 5);
+        assert!(phase.errors.is_empty(), "{}", phase.errors);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+}
