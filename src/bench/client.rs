@@ -1,37 +1,92 @@
-//! The load generator's HTTP side: a plain ureq agent per worker thread
-//! (its own keep-alive connection), no retries — a failure is counted by
-//! kind, never hidden — and a runner that spreads N jobs over C threads.
+//! The load generator's HTTP side: the project's one HTTP client
+//! ([`blindpass::client::Client`]) through its raw calls, which send once
+//! (no retries) and return every answer as it came, so that each failure is
+//! counted by kind, never hidden; and a runner that spreads N jobs over C
+//! threads, each with a client of its own (its own keep-alive connection).
 //!
-//! The one exception to "no retries" is a request the server shed
-//! (`503 overloaded`): a well-behaved client waits the `Retry-After` it was
+//! The one exception to "no retries" is a request the server shed (problem
+//! type `overloaded`): a well-behaved client waits the `Retry-After` it was
 //! given (with jitter), and the runners do, counting every shed answer apart from the
 //! admitted ones so the report shows the shed rate and the admitted latency.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use blindpass::client::{Client, ClientError, Reply};
+use blindpass::protocol::api::ProblemType;
 
 use super::progress::{Counters, Goal, Progress};
 use super::stats::{ErrorTally, Latencies, LatencySummary};
 
-/// `Content-Type` of an RFC 9578 token request.
-pub(crate) const TOKEN_REQUEST_TYPE: &str = "application/private-token-request";
-
-/// The error kind of a request the server shed under overload.
-pub(crate) const SHED: &str = "503 overloaded";
-
-thread_local! {
-    /// The `Retry-After` of this thread's last reply (each worker thread
-    /// has its own agent, so this is the reply its last request got).
-    static RETRY_AFTER: Cell<Option<Duration>> = const { Cell::new(None) };
+/// A client of the server at `base` for one worker thread.
+///
+/// Clones of a [`Client`] share one connection pool, which keeps only a
+/// few idle connections per host: threads sharing it would close and
+/// reopen connections all the time. A client per thread keeps one
+/// connection alive for the thread's whole run, as a resident's phone does.
+pub(crate) fn worker_client(base: &str) -> Client {
+    Client::new(base)
 }
 
-/// The `Retry-After` of this thread's last reply, if it had one.
-pub(crate) fn last_retry_after() -> Option<Duration> {
-    RETRY_AFTER.with(Cell::get)
+/// Why a request did not get the answer it hoped for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The server shed the request (`overloaded`), asking the client to
+    /// come back after `retry_after`, if it said.
+    Shed {
+        /// The answer's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Another status than the one hoped for, with its problem type if it
+    /// carried a known one.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem type.
+        problem: Option<ProblemType>,
+    },
+    /// The server could not be reached or the answer not read.
+    Network(String),
+    /// The answer had the status hoped for but not the documented body.
+    Malformed(&'static str),
+}
+
+impl Failure {
+    /// The failure an answer of another status than the one hoped for is.
+    pub(crate) fn of(reply: &Reply) -> Self {
+        match reply.problem_type() {
+            Some(ProblemType::Overloaded) => Failure::Shed {
+                retry_after: reply.retry_after_s.map(Duration::from_secs),
+            },
+            problem => Failure::Refused {
+                status: reply.status,
+                problem,
+            },
+        }
+    }
+
+    /// Whether the server refused with a problem of type `kind`.
+    pub(crate) fn is(&self, kind: ProblemType) -> bool {
+        match self {
+            Failure::Shed { .. } => kind == ProblemType::Overloaded,
+            Failure::Refused { problem, .. } => *problem == Some(kind),
+            Failure::Network(_) | Failure::Malformed(_) => false,
+        }
+    }
+
+    /// The kind it is counted under, e.g. `503 timeout` or `network: …`.
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            Failure::Shed { .. } => format!("503 {}", ProblemType::Overloaded),
+            Failure::Refused { status, problem } => {
+                let name = problem.map_or("no-known-problem-type", ProblemType::as_str);
+                format!("{status} {name}")
+            }
+            Failure::Network(detail) => format!("network: {detail}"),
+            Failure::Malformed(what) => (*what).to_owned(),
+        }
+    }
 }
 
 /// How long a shed client waits: the server's `Retry-After` (1 s if it gave
@@ -39,109 +94,20 @@ pub(crate) fn last_retry_after() -> Option<Duration> {
 /// that all waited exactly the same time would come back together, in
 /// waves that leave the queue empty between them; real clients are not in
 /// step, and well-behaved ones add jitter.
-pub(crate) fn shed_backoff() -> Duration {
-    let base = last_retry_after().unwrap_or(Duration::from_secs(1));
+pub(crate) fn shed_backoff(retry_after: Option<Duration>) -> Duration {
+    let base = retry_after.unwrap_or(Duration::from_secs(1));
     let mut byte = [0u8; 1];
     rand::fill(&mut byte);
     base.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
 }
 
-/// A reply read in full.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) body: Vec<u8>,
-}
-
-/// An agent for one worker: one connection kept alive, generous timeout.
-pub(crate) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .max_idle_connections_per_host(2)
-        .build()
-        .into()
-}
-
-fn read(response: ureq::http::Response<ureq::Body>) -> Result<Reply, ureq::Error> {
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    RETRY_AFTER.with(|c| c.set(retry_after));
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(4 * 1024 * 1024)
-        .read_to_vec()?;
-    Ok(Reply { status, body })
-}
-
-/// `POST` with a content type and an optional bearer token.
-pub(crate) fn post(
-    agent: &ureq::Agent,
-    url: &str,
-    content_type: &str,
-    bearer: Option<&str>,
-    body: &[u8],
-) -> Result<Reply, ureq::Error> {
-    let mut request = agent.post(url).header("Content-Type", content_type);
-    if let Some(token) = bearer {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    read(request.send(body)?)
-}
-
-/// `GET` with an optional bearer token.
-pub(crate) fn get(
-    agent: &ureq::Agent,
-    url: &str,
-    bearer: Option<&str>,
-) -> Result<Reply, ureq::Error> {
-    let mut request = agent.get(url);
-    if let Some(token) = bearer {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    read(request.call()?)
-}
-
-#[derive(Deserialize)]
-struct ProblemDoc {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-}
-
-/// `"<status> <problem name>"` for an error reply, e.g. `503 timeout`.
-pub(crate) fn reply_kind(reply: &Reply) -> String {
-    let name = serde_json::from_slice::<ProblemDoc>(&reply.body)
-        .ok()
-        .and_then(|d| d.kind)
-        .map(|k| k.rsplit('/').next().unwrap_or(&k).to_owned())
-        .unwrap_or_else(|| "no-problem-document".to_owned());
-    format!("{} {name}", reply.status)
-}
-
-/// A coarse name for a transport failure.
-pub(crate) fn network_kind(err: &ureq::Error) -> String {
-    let kind = match err {
-        ureq::Error::Timeout(_) => "timeout",
-        ureq::Error::Io(_) => "io",
-        ureq::Error::ConnectionFailed => "connection-failed",
-        ureq::Error::HostNotFound => "host-not-found",
-        ureq::Error::Protocol(_) => "protocol",
-        _ => "other",
-    };
-    format!("network: {kind}")
-}
-
-/// A status other than `expected` as an error kind; `expected` as success.
-pub(crate) fn expect(outcome: Result<Reply, ureq::Error>, expected: u16) -> Result<Reply, String> {
+/// The answer if it has status `expected`, else why not.
+pub(crate) fn expect(outcome: Result<Reply, ClientError>, expected: u16) -> Result<Reply, Failure> {
     match outcome {
         Ok(reply) if reply.status == expected => Ok(reply),
-        Ok(reply) => Err(reply_kind(&reply)),
-        Err(e) => Err(network_kind(&e)),
+        Ok(reply) => Err(Failure::of(&reply)),
+        Err(ClientError::Network { detail, .. }) => Err(Failure::Network(detail)),
+        Err(other) => Err(Failure::Network(other.to_string())),
     }
 }
 
@@ -170,18 +136,19 @@ impl Phase {
     }
 }
 
-/// Runs jobs `0..count` on `concurrency` threads, each with its own agent,
-/// timing every job. `job` returns an error kind on failure; a job the
-/// server shed is retried after its `Retry-After`.
+/// Runs jobs `0..count` on `concurrency` threads, each with its own client
+/// of the server at `base`, timing every job. A job the server shed is
+/// retried after its `Retry-After`; every other failure is counted by kind.
 pub(crate) fn run_counted<F>(
     label: &str,
+    base: &str,
     count: usize,
     concurrency: usize,
     quiet: bool,
     job: F,
 ) -> Phase
 where
-    F: Fn(&ureq::Agent, usize) -> Result<(), String> + Sync,
+    F: Fn(&Client, usize) -> Result<(), Failure> + Sync,
 {
     let next = AtomicUsize::new(0);
     let counters = Arc::new(Counters::default());
@@ -194,7 +161,7 @@ where
                 std::thread::Builder::new()
                     .name(format!("bench-client-{w}"))
                     .spawn_scoped(scope, move || {
-                        let agent = agent();
+                        let client = worker_client(base);
                         let mut latencies =
                             Latencies::with_capacity(count / concurrency.max(1) + 1);
                         let mut errors = ErrorTally::default();
@@ -207,12 +174,12 @@ where
                             }
                             let outcome = loop {
                                 let t = Instant::now();
-                                let outcome = job(&agent, i);
+                                let outcome = job(&client, i);
                                 let took = t.elapsed();
                                 match outcome {
-                                    Err(kind) if kind == SHED => {
+                                    Err(Failure::Shed { retry_after }) => {
                                         shed += 1;
-                                        std::thread::sleep(shed_backoff());
+                                        std::thread::sleep(shed_backoff(retry_after));
                                     }
                                     outcome => {
                                         latencies.push(took);
@@ -223,7 +190,7 @@ where
                             counters.record(outcome.is_ok());
                             match outcome {
                                 Ok(()) => ok += 1,
-                                Err(kind) => errors.add(kind),
+                                Err(failure) => errors.add(failure.kind()),
                             }
                         }
                         (latencies, errors, ok, shed)
@@ -254,5 +221,129 @@ where
         latency: latencies.summary(),
         elapsed,
         shed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicU64;
+
+    use blindpass::protocol::api::{PROBLEM_BASE, media, paths};
+
+    use super::*;
+
+    fn reply(status: u16, retry_after_s: Option<u64>, kind: &str) -> Reply {
+        Reply {
+            status,
+            etag: None,
+            retry_after_s,
+            body: format!(r#"{{"type":"{kind}","title":"t","status":{status}}}"#).into_bytes(),
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_problem_type_not_by_name() {
+        let overloaded = format!("{PROBLEM_BASE}overloaded");
+        let shed = Failure::of(&reply(503, Some(2), &overloaded));
+        assert_eq!(
+            shed,
+            Failure::Shed {
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(shed.kind(), "503 overloaded");
+        // Another server's problem of the same name is not ours to wait out.
+        let foreign = Failure::of(&reply(503, Some(2), "https://example.org/p/overloaded"));
+        assert!(!matches!(foreign, Failure::Shed { .. }), "{foreign:?}");
+        assert_eq!(foreign.kind(), "503 no-known-problem-type");
+        // A 429 is waited out only when it is the per-address limit.
+        let limited = Failure::of(&reply(429, None, &format!("{PROBLEM_BASE}rate-limited")));
+        let quota = Failure::of(&reply(429, None, &format!("{PROBLEM_BASE}quota-exceeded")));
+        assert!(limited.is(ProblemType::RateLimited));
+        assert!(!quota.is(ProblemType::RateLimited));
+        assert_eq!(quota.kind(), "429 quota-exceeded");
+        let network = expect(
+            Err(ClientError::Network {
+                url: "http://x".into(),
+                detail: "io: refused".into(),
+            }),
+            200,
+        );
+        assert_eq!(
+            network.map_err(|f| f.kind()),
+            Err("network: io: refused".into())
+        );
+    }
+
+    /// A keep-alive HTTP server that answers its first request `503
+    /// overloaded` (`Retry-After: 0`) and every later one `201 {}`; it
+    /// counts the connections it accepts.
+    fn keep_alive_server() -> (String, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let requests = requests.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            let line = line.to_ascii_lowercase();
+                            if let Some(v) = line.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let answer = if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let body = format!(r#"{{"type":"{PROBLEM_BASE}overloaded"}}"#);
+                            format!(
+                                "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\n\
+                                 content-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        } else {
+                            "HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}".to_owned()
+                        };
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, connections)
+    }
+
+    #[test]
+    fn a_worker_keeps_one_connection_and_waits_out_a_shed_answer() {
+        let (base, connections) = keep_alive_server();
+        let phase = run_counted("test", &base, 5, 1, true, |client, _| {
+            expect(
+                client.post_raw(paths::RESIDENTS, media::JSON, None, b"{}"),
+                201,
+            )
+            .map(drop)
+        });
+        assert_eq!(phase.ok, 5, "{:?}", phase.errors);
+        assert_eq!(phase.shed, 1);
+        assert_eq!(phase.latency.count, 5);
+        assert!(phase.errors.is_empty(), "{}", phase.errors);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
     }
 }

@@ -10,14 +10,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::client::{self, Phase, run_counted};
+use super::client::{self, Failure, Phase, run_counted};
 use super::people;
 use super::raw::argon2_rate;
 use super::report::Report;
 use super::server::{Connection, Target};
 use super::stats::ErrorTally;
 use super::{BenchError, cores};
+use blindpass::client::{Client, Reply};
 use blindpass::crypto::kdf::Argon2Params;
+use blindpass::protocol::api::{NewSession, ProblemType, media, paths};
 
 /// Settings of `bench enrol`.
 #[derive(Debug, Clone)]
@@ -61,35 +63,21 @@ pub fn run(settings: &EnrolSettings) -> Result<Report, BenchError> {
 
     let tag = super::run_tag();
     let count = settings.count.max(1);
-    let enrol_url = format!("{}/v1/residents", conn.url);
-    let login_url = format!("{}/v1/sessions", conn.url);
     let enrol = run_counted(
         "enrol",
+        &conn.url,
         count,
         settings.concurrency,
         settings.quiet,
-        |agent, i| {
-            let body = people::enrol_body(&tag, i);
-            client::expect(
-                client::post(agent, &enrol_url, "application/json", None, &body),
-                201,
-            )
-            .map(drop)
-        },
+        |client, i| post_json(client, paths::RESIDENTS, &people::enrol_body(&tag, i)).map(drop),
     );
     let login = run_counted(
         "login",
+        &conn.url,
         count,
         settings.concurrency,
         settings.quiet,
-        |agent, i| {
-            let body = people::login_body(&tag, i);
-            client::expect(
-                client::post(agent, &login_url, "application/json", None, &body),
-                201,
-            )
-            .map(drop)
-        },
+        |client, i| post_json(client, paths::SESSIONS, &people::login_body(&tag, i)).map(drop),
     );
     drop(conn);
     let raw_after = argon2_rate(params, permits, raw_time).per_s;
@@ -211,10 +199,22 @@ pub(crate) fn prepare_residents(
 ) -> Result<Residents, BenchError> {
     let tag = super::run_tag();
     let retries = AtomicU64::new(0);
-    let enrol_url = format!("{}/v1/residents", conn.url);
-    let enrol = run_counted("setup: enrol", count, concurrency, quiet, |agent, i| {
-        post_patiently(agent, &enrol_url, &people::enrol_body(&tag, i), &retries).map(drop)
-    });
+    let enrol = run_counted(
+        "setup: enrol",
+        &conn.url,
+        count,
+        concurrency,
+        quiet,
+        |client, i| {
+            post_patiently(
+                client,
+                paths::RESIDENTS,
+                &people::enrol_body(&tag, i),
+                &retries,
+            )
+            .map(drop)
+        },
+    );
     let logged_in = log_in(&conn.url, &tag, count, concurrency, quiet);
     if logged_in.sessions.is_empty() {
         return Err(nobody_logged_in(&[&enrol, &logged_in.login]));
@@ -247,18 +247,27 @@ pub(crate) fn log_in(
     quiet: bool,
 ) -> Sessions {
     let retries = AtomicU64::new(0);
-    let login_url = format!("{base_url}/v1/sessions");
     let sessions = Mutex::new(vec![None; count]);
-    let login = run_counted("setup: log in", count, concurrency, quiet, |agent, i| {
-        let reply = post_patiently(agent, &login_url, &people::login_body(tag, i), &retries)?;
-        let body: serde_json::Value =
-            serde_json::from_slice(&reply.body).map_err(|_| "login: not JSON".to_owned())?;
-        let token = body["session_token"]
-            .as_str()
-            .ok_or_else(|| "login: no session_token".to_owned())?;
-        sessions.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(token.to_owned());
-        Ok(())
-    });
+    let login = run_counted(
+        "setup: log in",
+        base_url,
+        count,
+        concurrency,
+        quiet,
+        |client, i| {
+            let reply = post_patiently(
+                client,
+                paths::SESSIONS,
+                &people::login_body(tag, i),
+                &retries,
+            )?;
+            let session: NewSession = serde_json::from_slice(&reply.body)
+                .map_err(|_| Failure::Malformed("201 login: not a session"))?;
+            sessions.lock().unwrap_or_else(|e| e.into_inner())[i] =
+                Some(session.session_token.clone());
+            Ok(())
+        },
+    );
     Sessions {
         sessions: sessions
             .into_inner()
@@ -283,20 +292,22 @@ fn nobody_logged_in(phases: &[&Phase]) -> BenchError {
     ))
 }
 
-/// `POST` a JSON body expecting `201`, waiting out `429` answers (the
-/// per-address limit of login and enrolment) and counting them.
+/// `POST` a prepared JSON body to `path`, expecting `201`.
+fn post_json(client: &Client, path: &str, body: &[u8]) -> Result<Reply, Failure> {
+    client::expect(client.post_raw(path, media::JSON, None, body), 201)
+}
+
+/// `POST` a JSON body expecting `201`, waiting out `rate-limited` answers
+/// (the per-address limit of login and enrolment) and counting them.
 fn post_patiently(
-    agent: &ureq::Agent,
-    url: &str,
+    client: &Client,
+    path: &str,
     body: &[u8],
     retries: &AtomicU64,
-) -> Result<client::Reply, String> {
+) -> Result<Reply, Failure> {
     loop {
-        match client::expect(
-            client::post(agent, url, "application/json", None, body),
-            201,
-        ) {
-            Err(kind) if kind.starts_with("429") => {
+        match post_json(client, path, body) {
+            Err(failure) if failure.is(ProblemType::RateLimited) => {
                 retries.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(600));
             }

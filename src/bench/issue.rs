@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{self, agent};
+use super::client::{self, Failure, worker_client};
 use super::cpu;
 use super::enrol::prepare_residents;
 use super::progress::{Counters, Goal, Progress};
@@ -20,8 +20,9 @@ use super::report::Report;
 use super::server::{Connection, Target};
 use super::stats::{ErrorTally, Latencies};
 use super::{BenchError, cores};
+use blindpass::client::Client;
 use blindpass::crypto::blind::{Backend, IssuerPublicKey, PendingToken, begin_issuance, finalize};
-use blindpass::protocol::directory::Directory;
+use blindpass::protocol::api::{media, paths};
 use blindpass::protocol::permit::Window;
 use blindpass::protocol::token::{NK, TokenChallenge, TokenResponse};
 
@@ -112,11 +113,8 @@ pub fn run(settings: &IssueSettings) -> Result<Report, BenchError> {
     let (requests, pending) = blind_all(&key, digest, wanted, settings.quiet)?;
     let blind_rate = requests.len() as f64 / started.elapsed().as_secs_f64();
 
-    let url = format!(
-        "{}/token-request?class={}&window={window}",
-        conn.url, settings.class
-    );
-    let run = timed_issuance(&url, &residents.sessions, &requests, load);
+    let path = token_request_path(&settings.class, &window);
+    let run = timed_issuance(&conn.url, &path, &residents.sessions, &requests, load);
     drop(requests);
     let (checked, answered) = check_sample(&key, &pending, &run);
 
@@ -254,13 +252,9 @@ pub(crate) fn issuer_key(
     base: &str,
     class: &str,
 ) -> Result<(IssuerPublicKey, Window, [u8; 32]), BenchError> {
-    let reply = client::expect(
-        client::get(&agent(), &format!("{base}/v1/directory"), None),
-        200,
-    )
-    .map_err(|kind| BenchError::Setup(format!("GET /v1/directory: {kind}")))?;
-    let directory: Directory = serde_json::from_slice(&reply.body)
-        .map_err(|e| BenchError::Setup(format!("GET /v1/directory: {e}")))?;
+    let directory = Client::new(base)
+        .directory()
+        .map_err(|e| BenchError::Setup(format!("GET {}: {e}", paths::DIRECTORY)))?;
     let now = time::OffsetDateTime::now_utc();
     let published = directory
         .keys
@@ -468,7 +462,8 @@ struct ClientTally {
 /// count, and the rate is over its length (as `wrk` does), so requests in
 /// flight at either edge balance out.
 pub(crate) fn timed_issuance(
-    url: &str,
+    base: &str,
+    path: &str,
     sessions: &[String],
     requests: &[Vec<u8>],
     load: Load,
@@ -494,7 +489,7 @@ pub(crate) fn timed_issuance(
                 std::thread::Builder::new()
                     .name(format!("bench-client-{w}"))
                     .spawn_scoped(scope, move || {
-                        let agent = agent();
+                        let client = worker_client(base);
                         let mut tally = ClientTally::default();
                         loop {
                             let t0 = Instant::now();
@@ -508,13 +503,16 @@ pub(crate) fn timed_issuance(
                                 break;
                             };
                             let session = &sessions[i % sessions.len()];
-                            let outcome = send(&agent, url, session, body);
+                            let outcome = send(&client, path, session, body);
                             let elapsed = t0.elapsed();
-                            let shed = outcome.as_ref().is_err_and(|k| k == client::SHED);
-                            if shed {
+                            let shed = match &outcome {
+                                Err(Failure::Shed { retry_after }) => Some(*retry_after),
+                                _ => None,
+                            };
+                            if let Some(retry_after) = shed {
                                 // A well-behaved client waits before its next
                                 // request; not past the end of the run.
-                                let wait = client::shed_backoff()
+                                let wait = client::shed_backoff(retry_after)
                                     .min(end.saturating_duration_since(Instant::now()));
                                 std::thread::sleep(wait);
                             }
@@ -527,7 +525,7 @@ pub(crate) fn timed_issuance(
                                 continue;
                             }
                             tally.latencies.push(elapsed);
-                            if shed {
+                            if shed.is_some() {
                                 tally.shed += 1;
                             } else {
                                 tally.admitted.push(elapsed);
@@ -539,7 +537,7 @@ pub(crate) fn timed_issuance(
                             });
                             match outcome {
                                 Ok(_) => tally.ok += 1,
-                                Err(kind) => tally.errors.add(kind),
+                                Err(failure) => tally.errors.add(failure.kind()),
                             }
                         }
                         tally
@@ -593,16 +591,22 @@ pub(crate) fn timed_issuance(
     }
 }
 
-/// One token request; the answer's bytes, or the kind of failure.
-fn send(agent: &ureq::Agent, url: &str, session: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+/// The path of a token request for `class` and `window`, both named in the
+/// query as the wallet does (class names and windows need no escaping).
+pub(crate) fn token_request_path(class: &str, window: &Window) -> String {
+    format!("{}?class={class}&window={window}", paths::TOKEN_REQUEST)
+}
+
+/// One token request, sent once; the answer's bytes, or why not.
+fn send(client: &Client, path: &str, session: &str, body: &[u8]) -> Result<Vec<u8>, Failure> {
     let reply = client::expect(
-        client::post(agent, url, client::TOKEN_REQUEST_TYPE, Some(session), body),
+        client.post_raw(path, media::TOKEN_REQUEST, Some(session), body),
         200,
     )?;
     if reply.body.len() == NK {
         Ok(reply.body)
     } else {
-        Err("200 wrong-length-response".to_owned())
+        Err(Failure::Malformed("200 wrong-length-response"))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use time::macros::date;
 
-use blindpass::issuer::resident::PersonalData;
+use blindpass::protocol::api::{Enrolment, Login, PersonalData};
 
 /// The password every synthetic resident uses (not a secret: it protects
 /// generated data in a throwaway data directory).
@@ -34,27 +34,21 @@ fn document(tag: &str, n: usize) -> String {
 
 /// `POST /v1/residents` body.
 pub(crate) fn enrol_body(tag: &str, n: usize) -> Vec<u8> {
-    let p = personal(tag, n);
-    serde_json::json!({
-        "full_name": p.full_name,
-        "date_of_birth": "1980-01-01",
-        "document_number": p.document_number,
-        "address": p.address,
-        "phone": p.phone,
-        "password": PASSWORD,
-    })
-    .to_string()
-    .into_bytes()
+    json(&Enrolment::new(&personal(tag, n), PASSWORD))
 }
 
 /// `POST /v1/sessions` body.
 pub(crate) fn login_body(tag: &str, n: usize) -> Vec<u8> {
-    serde_json::json!({
-        "document_number": document(tag, n),
-        "password": PASSWORD,
+    json(&Login {
+        document_number: document(tag, n),
+        password: PASSWORD.to_owned(),
     })
-    .to_string()
-    .into_bytes()
+}
+
+/// A body as JSON. Structs of strings always serialise; should one ever
+/// not, the empty body is refused by the server and counted as a failure.
+fn json(body: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -72,6 +66,10 @@ mod tests {
             personal("A1B2C3", 2).normalized_document()
         );
         let body: serde_json::Value = serde_json::from_slice(&enrol_body("A1B2C3", 5)).unwrap();
+        assert_eq!(body["document_number"], "BA1B2C30000005");
+        assert_eq!(body["date_of_birth"], "1980-01-01");
+        assert_eq!(body["password"], PASSWORD);
+        let body: serde_json::Value = serde_json::from_slice(&login_body("A1B2C3", 5)).unwrap();
         assert_eq!(body["document_number"], "BA1B2C30000005");
     }
 }

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use time::Duration;
 
 use super::{BenchError, ScratchDir};
+use blindpass::client::Client;
 use blindpass::clock::SystemClock;
 use blindpass::crypto::kdf::Argon2Params;
 use blindpass::crypto::secret::{Passphrase, random_32};
 use blindpass::http::HttpConfig;
 use blindpass::issuer::{Authority, AuthorityConfig};
+use blindpass::protocol::api::{OpenPeriod, PeriodInfo, PeriodList, paths};
 use blindpass::service::{
     AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, RunningService, Service,
     ServiceConfig,
@@ -196,40 +198,26 @@ impl Connection {
         let Some(token) = &self.admin_token else {
             return Ok(());
         };
-        let agent = super::client::agent();
-        let url = format!("{}/v1/admin/periods", self.url);
-        let reply = super::client::expect(super::client::get(&agent, &url, Some(token)), 200)
-            .map_err(|kind| BenchError::Setup(format!("GET /v1/admin/periods: {kind}")))?;
-        let list: serde_json::Value = serde_json::from_slice(&reply.body)
-            .map_err(|e| BenchError::Setup(format!("GET /v1/admin/periods: {e}")))?;
+        let client = Client::new(&self.url);
+        let list: PeriodList = client
+            .get_json(paths::ADMIN_PERIODS, Some(token))
+            .map_err(|e| BenchError::Setup(format!("GET {}: {e}", paths::ADMIN_PERIODS)))?;
         let now = time::OffsetDateTime::now_utc();
-        let open = list["live"].as_array().is_some_and(|live| {
-            live.iter().any(|p| {
-                let ends = p["ends_at"].as_str().and_then(|t| {
-                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                });
-                p["destroy_pending"] == false && ends.is_some_and(|e| e > now)
-            })
-        });
+        let open = list
+            .live
+            .iter()
+            .any(|p| !p.destroy_pending && p.ends_at > now);
         if open {
             return Ok(());
         }
-        let ends = (now + Duration::days(14))
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
-        let body = serde_json::json!({"name": "bench", "ends_at": ends, "grace_s": 0}).to_string();
-        super::client::expect(
-            super::client::post(
-                &agent,
-                &url,
-                "application/json",
-                Some(token),
-                body.as_bytes(),
-            ),
-            201,
-        )
-        .map_err(|kind| BenchError::Setup(format!("opening a period: {kind}")))?;
+        let body = OpenPeriod {
+            name: "bench".into(),
+            ends_at: now + Duration::days(14),
+            grace_s: 0,
+        };
+        client
+            .post_json::<PeriodInfo>(paths::ADMIN_PERIODS, &body, Some(token), 201)
+            .map_err(|e| BenchError::Setup(format!("opening a period: {e}")))?;
         Ok(())
     }
 }

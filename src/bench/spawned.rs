@@ -14,7 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::BenchError;
-use super::client;
+use blindpass::client::Client;
+use blindpass::protocol::api::paths;
 
 /// How to start the child.
 #[derive(Debug, Clone)]
@@ -74,12 +75,7 @@ impl SpawnedServer {
     }
 
     fn wait_healthy(&mut self, deadline: Instant, log: &Path) -> Result<(), BenchError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(1)))
-            .build()
-            .into();
-        let url = format!("{}/healthz", self.url);
+        let client = Client::new(&self.url).with_timeout(Duration::from_secs(1));
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Err(BenchError::Setup(format!(
@@ -87,7 +83,7 @@ impl SpawnedServer {
                     tail(log, 15)
                 )));
             }
-            if matches!(client::get(&agent, &url, None), Ok(r) if r.status == 200) {
+            if matches!(client.get_raw(paths::HEALTHZ, None), Ok(r) if r.status == 200) {
                 return Ok(());
             }
             if Instant::now() >= deadline {

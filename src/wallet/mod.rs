@@ -25,7 +25,7 @@ pub mod qr;
 
 use std::path::PathBuf;
 
-use crate::client::{Client, ClientError, Problem};
+use crate::client::{ClientError, Problem};
 use crate::protocol::permit::{ClassName, Window, WindowKind};
 
 pub use crate::protocol::api::Enrolled;
@@ -33,10 +33,6 @@ pub use file::{
     PassTime, Session, SessionToken, StoredPass, Wallet, WalletState, write_private_file,
 };
 pub use issuance::{WindowChoice, select_key};
-
-/// The client's name before it served every role; the load generator
-/// still uses it.
-pub type Api = Client;
 
 /// Everything that can go wrong in the wallet.
 #[derive(Debug, thiserror::Error)]

@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 use crate::bench::client;
 use crate::bench::issue::{Load, TimedRun, timed_issuance};
 use blindpass::audit::Event;
+use blindpass::client::Client;
 use blindpass::ids::PeriodId;
-use blindpass::issuer::PeriodList;
-use blindpass::wallet::Api;
+use blindpass::protocol::api::{PeriodList, media, paths};
 
 /// How long to wait for the purge to show in the audit log after the end call.
 pub(super) const PURGE_WITHIN: Duration = Duration::from_secs(600);
@@ -40,9 +40,10 @@ pub(super) struct Destruction {
     pub(super) purged_at: Option<Instant>,
 }
 
-/// Runs the load, and `end_at` after its start ends the doomed period.
+/// Runs the load (token requests to `path` of the admin's server), and
+/// `end_at` after its start ends the doomed period.
 pub(super) fn issue_while_destroying(
-    url: &str,
+    path: &str,
     sessions: &[String],
     requests: &[Vec<u8>],
     load: Load,
@@ -54,7 +55,7 @@ pub(super) fn issue_while_destroying(
         let destroyer = std::thread::Builder::new()
             .name("bench-admin".into())
             .spawn_scoped(scope, || end_and_watch(admin, at));
-        let issued = timed_issuance(url, sessions, requests, load);
+        let issued = timed_issuance(admin.base, path, sessions, requests, load);
         let destruction = match destroyer.map(|d| d.join()) {
             Ok(Ok(d)) => d,
             // Without the thread there is no destruction to time: say so
@@ -78,14 +79,15 @@ fn end_and_watch(admin: &Admin<'_>, at: Instant) -> Destruction {
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let watcher = scope.spawn(|| watch_list(admin, &stop));
-        let url = format!("{}/v1/admin/periods/{}/end", admin.base, admin.period);
-        let agent = client::agent();
+        let path = paths::admin_period_end(admin.period);
+        let admin_client = Client::new(admin.base);
         let called_at = Instant::now();
         let answer = client::expect(
-            client::post(&agent, &url, "application/json", Some(admin.token), b"{}"),
+            admin_client.post_raw(&path, media::JSON, Some(admin.token), b"{}"),
             200,
         )
-        .map(drop);
+        .map(drop)
+        .map_err(|failure| failure.kind());
         let answered_at = Instant::now();
         let purged_at = wait_for_purge(admin, answer.is_ok().then_some(answered_at));
         stop.store(true, Ordering::Relaxed);
@@ -110,13 +112,11 @@ impl Destruction {
 /// Polls `GET /v1/admin/periods` until the period is listed destroyed (its
 /// key is gone then); when the answer arrived, or `None` if stopped first.
 fn watch_list(admin: &Admin<'_>, stop: &AtomicBool) -> Option<Instant> {
-    let agent = client::agent();
-    let url = format!("{}/v1/admin/periods", admin.base);
+    let admin_client = Client::new(admin.base);
     while !stop.load(Ordering::Relaxed) {
-        let listed = client::expect(client::get(&agent, &url, Some(admin.token)), 200)
-            .ok()
-            .and_then(|r| serde_json::from_slice::<PeriodList>(&r.body).ok())
-            .is_some_and(|l| l.destroyed.iter().any(|d| d.id == admin.period));
+        let listed = admin_client
+            .get_json::<PeriodList>(paths::ADMIN_PERIODS, Some(admin.token))
+            .is_ok_and(|l| l.destroyed.iter().any(|d| d.id == admin.period));
         if listed {
             return Some(Instant::now());
         }
@@ -129,7 +129,7 @@ fn watch_list(admin: &Admin<'_>, stop: &AtomicBool) -> Option<Instant> {
 /// `answered` is the end call's 200 answer: the server sends it after the
 /// purge, so if the first look finds the entry, the purge was done then.
 fn wait_for_purge(admin: &Admin<'_>, answered: Option<Instant>) -> Option<Instant> {
-    let api = Api::new(admin.base);
+    let api = Client::new(admin.base);
     let give_up = Instant::now() + PURGE_WITHIN;
     let mut first = answered;
     loop {
@@ -162,7 +162,8 @@ pub(super) fn server_times(
     log_key: &str,
     doomed: &PeriodId,
 ) -> Result<ServerTimes, String> {
-    let log = blindpass::auditor::fetch_log(&Api::new(base), log_key).map_err(|e| e.to_string())?;
+    let log =
+        blindpass::auditor::fetch_log(&Client::new(base), log_key).map_err(|e| e.to_string())?;
     let mut times = ServerTimes::default();
     for entry in log.entries() {
         match &entry.event {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::enrol::{Sessions, log_in};
-use super::issue::{Load, blind_all, check_sample, issuer_key, timed_issuance};
+use super::issue::{Load, blind_all, check_sample, issuer_key, timed_issuance, token_request_path};
 use super::report::Report;
 use super::spawned::{self, MemorySampler, ServeCommand, SpawnedServer};
 use super::{BenchError, ScratchDir};
@@ -105,7 +105,7 @@ pub fn run(settings: &ScaleSettings) -> Result<Report, BenchError> {
     let before_load = spawned::memory(server.pid()).unwrap_or_default();
 
     let (issued, destruction) = issue_while_destroying(
-        &prepared.url,
+        &prepared.path,
         &prepared.sessions.sessions,
         &prepared.requests,
         prepared.load,
@@ -144,8 +144,8 @@ pub fn run(settings: &ScaleSettings) -> Result<Report, BenchError> {
 struct Prepared {
     sessions: Sessions,
     key: IssuerPublicKey,
-    /// `POST` target for token requests of [`CLASS`] today.
-    url: String,
+    /// Path and query of token requests of [`CLASS`] today.
+    path: String,
     load: Load,
     /// Encoded token requests, blinded.
     requests: Vec<Vec<u8>>,
@@ -180,18 +180,20 @@ fn prepare_load(
         duration: settings.duration,
         quiet: settings.quiet,
     };
-    let url = format!("{base_url}/token-request?class={CLASS}&window={window}");
+    let path = token_request_path(CLASS, &window);
     let wanted = match settings.requests {
         Some(n) => n,
         // The rate drifts by a third from one minute to the next here:
         // prepare half as much again as the probe suggests.
-        None => load.requests_for(probe_rate(&url, &sessions.sessions, &key, digest, load)? * 1.5),
+        None => load.requests_for(
+            probe_rate(base_url, &path, &sessions.sessions, &key, digest, load)? * 1.5,
+        ),
     };
     let (requests, pending) = blind_all(&key, digest, wanted, settings.quiet)?;
     Ok(Prepared {
         sessions,
         key,
-        url,
+        path,
         load,
         requests,
         pending,
@@ -202,7 +204,8 @@ fn prepare_load(
 /// worth of requests): sizes the requests to prepare without blinding far
 /// more than the load can send. The burst also warms the server up.
 fn probe_rate(
-    url: &str,
+    base: &str,
+    path: &str,
     sessions: &[String],
     key: &IssuerPublicKey,
     digest: [u8; 32],
@@ -216,7 +219,7 @@ fn probe_rate(
         quiet: true,
         ..load
     };
-    let run = timed_issuance(url, sessions, &requests, probe);
+    let run = timed_issuance(base, path, sessions, &requests, probe);
     if run.ok == 0 {
         return Err(BenchError::Setup(format!(
             "no pass was issued in the probe ({})",
