@@ -12,7 +12,7 @@ use clap::Subcommand;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::CliError;
+use super::{CliError, first_line};
 use crate::auditor::memory::{MemoryReport, Progress};
 use crate::auditor::periods::rfc3339;
 use crate::auditor::{
@@ -162,24 +162,6 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify(verify) => run_verify(&args.state, verify),
         AuditCommand::Inspect(inspect) => run_inspect(inspect),
     }
-}
-
-fn first_line(path: &Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::new(
-            format!("cannot read {}: {e}", path.display()),
-            "check the path and its permissions",
-        )
-    })?;
-    let line = text.lines().next().unwrap_or("").trim().to_owned();
-    if line.is_empty() {
-        return Err(CliError::new(
-            format!("{} is empty", path.display()),
-            format!("put the {what} on its first line"),
-        )
-        .into());
-    }
-    Ok(line)
 }
 
 fn run_verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {

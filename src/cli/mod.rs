@@ -81,6 +81,26 @@ impl CliError {
     }
 }
 
+/// The first line of a small key file (a log key, a witness key), trimmed;
+/// an unreadable or empty file is a `CliError` that names `what` belongs there.
+pub(crate) fn first_line(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            format!("cannot read {}: {e}", path.display()),
+            "check the path and its permissions",
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim().to_owned();
+    if line.is_empty() {
+        return Err(CliError::new(
+            format!("{} is empty", path.display()),
+            format!("put the {what} on its first line"),
+        )
+        .into());
+    }
+    Ok(line)
+}
+
 /// Exit code for usage errors (bad flags, unreadable input files).
 pub const EXIT_USAGE: u8 = 2;
 

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::CliError;
+use super::{CliError, first_line};
 use crate::crypto::secret::random_32;
 use crate::fsutil;
 use crate::witness::collector::CollectorConfig;
@@ -54,24 +54,6 @@ pub struct WitnessArgs {
     /// A file holding a log's verifier key (first line). Repeatable.
     #[arg(long = "log-key-file", value_name = "FILE")]
     pub log_key_files: Vec<PathBuf>,
-}
-
-fn first_line(path: &Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::new(
-            format!("cannot read {}: {e}", path.display()),
-            "check the path and its permissions",
-        )
-    })?;
-    let line = text.lines().next().unwrap_or("").trim().to_owned();
-    if line.is_empty() {
-        return Err(CliError::new(
-            format!("{} is empty", path.display()),
-            format!("put the {what} on its first line"),
-        )
-        .into());
-    }
-    Ok(line)
 }
 
 /// Reads and checks a witness policy file.

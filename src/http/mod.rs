@@ -313,13 +313,34 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let max_connections = state
-        .config
-        .max_connections
-        .clamp(1, Semaphore::MAX_PERMITS);
+    let max_connections = state.config.max_connections;
     let header_read_timeout = state.config.header_read_timeout;
     let metrics = state.metrics.clone();
-    let app = router(state);
+    let at_cap = move || metrics.incr("connection_cap_reached");
+    accept_loop(
+        listener,
+        router(state),
+        max_connections,
+        header_read_timeout,
+        at_cap,
+        shutdown,
+    )
+    .await
+}
+
+/// The accept loop behind [`serve`] and the witness's server: at most
+/// `max_connections` open at once (`at_cap` is called each time the cap
+/// stops the loop), `header_read_timeout` per connection, and at shutdown
+/// no new connection while the open ones finish their requests.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    max_connections: usize,
+    header_read_timeout: Duration,
+    at_cap: impl Fn(),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max_connections));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -327,7 +348,7 @@ pub async fn serve(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                metrics.incr("connection_cap_reached");
+                at_cap();
                 tokio::select! {
                     () = &mut shutdown => break,
                     slot = slots.clone().acquire_owned() => match slot {

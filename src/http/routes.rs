@@ -527,12 +527,7 @@ pub(super) async fn admin_list(State(state): State<AppState>, headers: HeaderMap
     Ok(json(
         StatusCode::OK,
         &PeriodList {
-            live: state
-                .authority
-                .periods()
-                .into_iter()
-                .map(wire::period)
-                .collect(),
+            live: state.authority.periods(),
             destroyed: state
                 .authority
                 .destroyed_periods()
@@ -560,7 +555,7 @@ pub(super) async fn admin_open(
         .authority
         .period_info(&id)
         .ok_or_else(Problem::internal)?;
-    Ok(json(StatusCode::CREATED, &wire::period(info)))
+    Ok(json(StatusCode::CREATED, &info))
 }
 
 fn period_id(text: &str) -> Result<PeriodId, Problem> {
@@ -585,7 +580,7 @@ pub(super) async fn admin_extend(
     let body: ExtendPeriod = json_body(&state, &headers, body).await?;
     Ok(json(
         StatusCode::OK,
-        &wire::period(state.authority.extend_period(&id, body.ends_at)?),
+        &state.authority.extend_period(&id, body.ends_at)?,
     ))
 }
 
@@ -601,7 +596,7 @@ pub(super) async fn admin_end(
         // Nothing to wait for: destroy now rather than at the next tick.
         crate::scheduler::tick(state.authority.clone()).await;
     }
-    Ok(json(StatusCode::OK, &wire::period(info)))
+    Ok(json(StatusCode::OK, &info))
 }
 
 fn text(body: impl Into<axum::body::Body>, cache: &'static str) -> Response {

@@ -16,7 +16,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::problem::Problem;
 use crate::protocol::api::{ProblemType, media, paths};
@@ -46,42 +45,15 @@ pub async fn serve(
     witness: Arc<Witness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(witness);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                // The semaphore is never closed.
-                Err(_) => break,
-            },
-        };
-        let (stream, addr) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(super::connection(
-            stream,
-            addr,
-            app.clone(),
-            Duration::from_secs(10),
-            stopping.clone(),
-            slot,
-        ));
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    Ok(())
+    super::accept_loop(
+        listener,
+        router(witness),
+        MAX_CONNECTIONS,
+        Duration::from_secs(10),
+        || (),
+        shutdown,
+    )
+    .await
 }
 
 async fn key(State(witness): State<Arc<Witness>>) -> Response {

@@ -33,7 +33,7 @@ mod signing_keys;
 pub use data_dir::DataDir;
 pub use destruction::DestroyReport;
 pub use inspect::{VaultSummary, inspect_vault, summarise_vault};
-pub use periods::{PeriodInfo, PeriodList, key_commitment};
+pub use periods::{PeriodInfo, key_commitment};
 pub use records::ResidentRecord;
 
 use std::path::Path;

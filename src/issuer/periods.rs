@@ -180,36 +180,9 @@ impl Authority {
     }
 }
 
-/// Every period the admin API reports: live ones and tombstones.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PeriodList {
-    /// Periods whose keys are live.
-    pub live: Vec<PeriodInfo>,
-    /// Destroyed periods.
-    pub destroyed: Vec<DestroyedPeriod>,
-}
-
-/// A live period without its key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PeriodInfo {
-    /// Random id.
-    pub id: PeriodId,
-    /// Operator's label.
-    pub name: String,
-    /// Opened at.
-    #[serde(with = "time::serde::rfc3339")]
-    pub opened_at: OffsetDateTime,
-    /// Ends at.
-    #[serde(with = "time::serde::rfc3339")]
-    pub ends_at: OffsetDateTime,
-    /// Grace after the end, seconds.
-    pub grace_s: u64,
-    /// Destruction deadline.
-    #[serde(with = "time::serde::rfc3339")]
-    pub deadline: OffsetDateTime,
-    /// Destruction has started.
-    pub destroy_pending: bool,
-}
+/// A live period as the admin API reports it: the wire body itself, so the
+/// issuer and every client share one definition (`protocol::api`).
+pub use crate::protocol::api::PeriodInfo;
 
 impl From<&LivePeriod> for PeriodInfo {
     fn from(p: &LivePeriod) -> Self {
