@@ -7,11 +7,13 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
+use blindpass::protocol::api::{ProblemDocument, ProblemType};
 use blindpass::protocol::directory::{RfcDirectory, decode_token_key};
+use blindpass::protocol::permit::Window;
 use blindpass::protocol::qr::encode_payload;
 use blindpass::protocol::token::{TokenChallenge, TokenResponse};
 use blindpass::verifier::{DirectoryCache, Verdict};
-use common::{ADMIN, START, TestServer};
+use common::{ADMIN, START, TestServer, key_for};
 use serde_json::json;
 use time::Duration;
 
@@ -284,4 +286,42 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
     }
     // Still serving.
     assert_eq!(server.get_json("/healthz").0, 200);
+}
+
+#[test]
+fn a_key_id_two_kept_keys_share_is_ambiguous_unless_the_query_names_the_key() {
+    let server = TestServer::start();
+    server.enrol("E1000001", None);
+    let session = server.login("E1000001");
+    let window = Window::parse("2026-12-02").unwrap();
+    // A ring from before truncated ids were kept unique: medical's key
+    // for the window has the same truncated id as personal's.
+    server
+        .authority
+        .dangerous_share_signing_key("medical", "personal", &window)
+        .unwrap();
+    let (key, digest) = key_for(&server.directory(), "personal", window);
+    let (request, _) = begin_issuance(&key, digest).unwrap();
+    let body = request.encode();
+    let token_type = vec![(
+        "Content-Type",
+        "application/private-token-request".to_owned(),
+    )];
+    let mut headers = token_type.clone();
+    headers.push(("Authorization", format!("Bearer {session}")));
+    // Without class, the request cannot say which of the two keys it means.
+    for query in ["", "?window=2026-12-02"] {
+        let path = format!("/token-request{query}");
+        let (status, kind, text) = send(&server, "POST", &path, &headers, Some(body.clone()));
+        assert_eq!(status, 422, "{path}: {text}");
+        assert_eq!(kind, "application/problem+json", "{path}: {text}");
+        let problem: ProblemDocument = serde_json::from_str(&text).unwrap();
+        let name = problem.kind.as_deref().and_then(ProblemType::from_uri);
+        assert_eq!(name, Some(ProblemType::AmbiguousKey), "{path}: {text}");
+    }
+    // Naming the class chooses the key, and the pass is signed.
+    for class in ["medical", "personal"] {
+        let (status, text) = server.post_token_request(&session, class, "2026-12-02", &body);
+        assert_eq!(status, 200, "{class}: {}", String::from_utf8_lossy(&text));
+    }
 }
