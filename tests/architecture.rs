@@ -51,6 +51,31 @@ fn the_checker_finds_what_is_there() {
     assert_eq!(users_of("sled::"), vec!["src/store/mod.rs".to_owned()]);
 }
 
+/// The crates named in one `[section]` of Cargo.toml.
+fn crates_in_section(manifest: &str, section: &str) -> Vec<String> {
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != section)
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.trim().to_owned()))
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+#[test]
+fn hmac_is_a_test_oracle_only() {
+    // crypto::kdf has its own HMAC; the `hmac` crate only checks it.
+    let manifest =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let normal = crates_in_section(&manifest, "[dependencies]");
+    assert!(normal.contains(&"sha2".to_owned()), "{normal:?}");
+    assert!(!normal.contains(&"hmac".to_owned()), "{normal:?}");
+    let dev = crates_in_section(&manifest, "[dev-dependencies]");
+    assert!(dev.contains(&"hmac".to_owned()), "{dev:?}");
+}
+
 #[test]
 fn only_http_knows_axum() {
     assert_only_under("axum::", &["src/http/"]);

@@ -7,12 +7,13 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use blindpass::crypto::blind::{IssuerPublicKey, begin_issuance, finalize};
+use blindpass::protocol::api::{ProblemDocument, ProblemType, paths};
 use blindpass::protocol::directory::{RfcDirectory, decode_token_key};
+use blindpass::protocol::permit::Window;
 use blindpass::protocol::qr::encode_payload;
 use blindpass::protocol::token::{TokenChallenge, TokenResponse};
 use blindpass::verifier::{DirectoryCache, Verdict};
-use common::{ADMIN, START, TestServer};
-use serde_json::json;
+use common::{ADMIN, START, TestServer, key_for};
 use time::Duration;
 
 /// A parameter of a `WWW-Authenticate: PrivateToken a="…", b="…"` value.
@@ -103,8 +104,9 @@ fn a_standard_client_obtains_a_pass_with_only_the_rfc_body_and_a_session() {
     let (status, body) =
         server.post_token_request(&session, "personal", "2026-12-03", &request.encode());
     assert_eq!(status, 422);
-    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert!(body["type"].as_str().unwrap().ends_with("/key-mismatch"));
+    let body: ProblemDocument = serde_json::from_slice(&body).unwrap();
+    let name = body.kind.as_deref().and_then(ProblemType::from_uri);
+    assert_eq!(name, Some(ProblemType::KeyMismatch));
     let (status, _) =
         server.post_token_request(&session, "personal", "2026-12-02", &request.encode());
     assert_eq!(status, 200);
@@ -148,6 +150,85 @@ fn send(
     (resp.status().as_u16(), kind, text)
 }
 
+/// `(name, template)` of every route constant in `protocol::api::paths`,
+/// read from its source so that a constant added there is seen here.
+fn route_constants() -> Vec<(String, String)> {
+    let source = include_str!("../src/protocol/api.rs");
+    let (_, module) = source.split_once("pub mod paths {").expect("mod paths");
+    let (module, _) = module.split_once("\n}\n").expect("end of mod paths");
+    module
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line
+                .trim()
+                .strip_prefix("pub const ")?
+                .split_once(": &str = ")?;
+            let value = value.strip_suffix(';')?.trim_matches('"');
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The names of the `paths` constants the issuer's router serves.
+fn router_routes() -> Vec<String> {
+    let source = include_str!("../src/http/mod.rs");
+    let (_, body) = source.split_once("pub fn router(").expect("fn router");
+    let (body, _) = body.split_once("\n}\n").expect("end of fn router");
+    body.split("paths::")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether `path` (query ignored) is one of the router's `template`:
+/// `{name}` takes one segment, `{*name}` the rest.
+fn route_matches(template: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    let mut want = template.split('/');
+    let mut have = path.split('/');
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return true,
+            (Some(w), Some(h)) if w.starts_with("{*") => return !h.is_empty(),
+            (Some(w), Some(h)) if w.starts_with('{') => {
+                if h.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(h)) if w == h => {}
+            _ => return false,
+        }
+    }
+}
+
+#[test]
+fn the_route_matcher_reads_templates_as_the_router_does() {
+    assert!(route_matches(paths::HEALTHZ, "/healthz"));
+    assert!(!route_matches(paths::HEALTHZ, "/healthz/x"));
+    assert!(route_matches(
+        paths::ADMIN_PERIOD_END,
+        "/v1/admin/periods/ab/end"
+    ));
+    assert!(!route_matches(
+        paths::ADMIN_PERIOD_END,
+        "/v1/admin/periods//end"
+    ));
+    assert!(!route_matches(
+        paths::ADMIN_PERIOD_END,
+        "/v1/admin/periods/ab/extend"
+    ));
+    assert!(route_matches(paths::AUDIT_TILE, "/audit/tile/0/000"));
+    assert!(!route_matches(paths::AUDIT_TILE, "/audit/tile/"));
+    assert!(route_matches(
+        paths::TOKEN_REQUEST,
+        "/token-request?class=a"
+    ));
+}
+
 #[test]
 fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo() {
     let server = TestServer::start();
@@ -178,23 +259,23 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
     // Every route of the router, each with what it can get wrong.
     #[rustfmt::skip]
     let cases: Vec<Case> = vec![
-        // Wrong methods, one per route.
-        ("POST", "/healthz".into(), none.clone(), None),
-        ("POST", "/readyz".into(), none.clone(), None),
-        ("PUT", "/metrics".into(), none.clone(), None),
-        ("POST", "/.well-known/private-token-issuer-directory".into(), none.clone(), None),
-        ("DELETE", "/v1/directory".into(), none.clone(), None),
-        ("GET", "/v1/residents".into(), none.clone(), None),
-        ("GET", "/v1/residents/me".into(), resident.clone(), None),
-        ("GET", "/v1/sessions".into(), none.clone(), None),
-        ("GET", "/token-request".into(), resident.clone(), None),
-        ("POST", "/v1/challenge".into(), none.clone(), None),
-        ("DELETE", "/v1/admin/periods".into(), admin.clone(), None),
-        ("GET", format!("/v1/admin/periods/{MARK}/extend"), admin.clone(), None),
-        ("GET", format!("/v1/admin/periods/{MARK}/end"), admin.clone(), None),
-        ("POST", "/audit/checkpoint".into(), none.clone(), None),
-        ("POST", "/audit/key".into(), none.clone(), None),
-        ("POST", "/audit/tile/0/000".into(), none.clone(), None),
+        // Wrong methods, one per route (checked below against the router).
+        ("POST", paths::HEALTHZ.into(), none.clone(), None),
+        ("POST", paths::READYZ.into(), none.clone(), None),
+        ("PUT", paths::METRICS.into(), none.clone(), None),
+        ("POST", paths::RFC_DIRECTORY.into(), none.clone(), None),
+        ("DELETE", paths::DIRECTORY.into(), none.clone(), None),
+        ("GET", paths::RESIDENTS.into(), none.clone(), None),
+        ("GET", paths::RESIDENT_ME.into(), resident.clone(), None),
+        ("GET", paths::SESSIONS.into(), none.clone(), None),
+        ("GET", paths::TOKEN_REQUEST.into(), resident.clone(), None),
+        ("POST", paths::CHALLENGE.into(), none.clone(), None),
+        ("DELETE", paths::ADMIN_PERIODS.into(), admin.clone(), None),
+        ("GET", paths::admin_period_extend(MARK), admin.clone(), None),
+        ("GET", paths::admin_period_end(MARK), admin.clone(), None),
+        ("POST", paths::AUDIT_CHECKPOINT.into(), none.clone(), None),
+        ("POST", paths::AUDIT_KEY.into(), none.clone(), None),
+        ("POST", paths::audit_tile("0/000"), none.clone(), None),
         // Unknown paths.
         ("GET", format!("/{MARK}"), none.clone(), None),
         ("POST", format!("/v1/{MARK}?{MARK}=1"), none.clone(), bad_json.clone()),
@@ -234,34 +315,63 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
         ("GET", "/v1/admin/periods".into(), vec![("Authorization", format!("Bearer {MARK}"))], None),
     ];
     let stable = [
-        "bad-request",
-        "not-found",
-        "method-not-allowed",
-        "payload-too-large",
-        "unsupported-media-type",
-        "malformed-json",
-        "malformed-query",
-        "invalid-input",
-        "bad-token-request",
-        "unauthorized",
-        "forbidden",
-        "unknown-class",
+        ProblemType::BadRequest,
+        ProblemType::NotFound,
+        ProblemType::MethodNotAllowed,
+        ProblemType::PayloadTooLarge,
+        ProblemType::UnsupportedMediaType,
+        ProblemType::MalformedJson,
+        ProblemType::MalformedQuery,
+        ProblemType::InvalidInput,
+        ProblemType::BadTokenRequest,
+        ProblemType::Unauthorized,
+        ProblemType::Forbidden,
+        ProblemType::UnknownClass,
     ];
+    // The router's routes, by template. The witness's own routes
+    // (`WITNESS_*`) are served by `blindpass witness`, not by the issuer;
+    // tests/witness.rs drives them. Any other constant must be routed here.
+    let constants = route_constants();
+    let routed = router_routes();
+    let unrouted: Vec<&str> = constants
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !routed.iter().any(|r| r == name))
+        .collect();
+    assert_eq!(unrouted, ["WITNESS_ADD_CHECKPOINT", "WITNESS_KEY"]);
+    let templates: Vec<&str> = constants
+        .iter()
+        .filter(|(name, _)| routed.contains(name))
+        .map(|(_, template)| template.as_str())
+        .collect();
+    assert_eq!(templates.len(), routed.len(), "{routed:?}");
+    let mut refused_method = Vec::new();
     for (method, path, headers, body) in cases {
         let (status, kind, text) = send(&server, method, &path, &headers, body);
         let what = format!("{method} {path}: {status} {kind} {text}");
         assert!((400..500).contains(&status), "{what}");
         assert_eq!(kind, "application/problem+json", "{what}");
-        let problem: serde_json::Value = serde_json::from_str(&text).expect(&what);
-        let kind = problem["type"].as_str().unwrap_or_default();
-        let name = kind
-            .strip_prefix(blindpass::http::problem::PROBLEM_BASE)
-            .unwrap_or_default();
-        assert!(stable.contains(&name), "{what}");
-        assert_eq!(problem["status"], json!(status), "{what}");
+        let problem: ProblemDocument = serde_json::from_str(&text).expect(&what);
+        let name = problem.kind.as_deref().and_then(ProblemType::from_uri);
+        assert!(name.is_some_and(|n| stable.contains(&n)), "{what}");
+        assert_eq!(problem.status, Some(status), "{what}");
         let lower = text.to_lowercase();
         assert!(!lower.contains(&MARK.to_lowercase()), "{what}");
         assert!(!lower.contains("434e") && !lower.contains("0x"), "{what}");
+        let route = templates.iter().find(|t| route_matches(t, &path));
+        match (route, name) {
+            (Some(route), Some(ProblemType::MethodNotAllowed)) => refused_method.push(*route),
+            (Some(_), _) => {}
+            // A path of no route is not found, whatever the method.
+            (None, _) => assert_eq!(name, Some(ProblemType::NotFound), "{what}"),
+        }
+    }
+    // A route added without a case here fails: every one was exercised.
+    for template in &templates {
+        assert!(
+            refused_method.contains(template),
+            "{template}: no wrong-method case above"
+        );
     }
     // A wrong method still says which methods are allowed.
     let resp = server
@@ -284,4 +394,42 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
     }
     // Still serving.
     assert_eq!(server.get_json("/healthz").0, 200);
+}
+
+#[test]
+fn a_key_id_two_kept_keys_share_is_ambiguous_unless_the_query_names_the_key() {
+    let server = TestServer::start();
+    server.enrol("E1000001", None);
+    let session = server.login("E1000001");
+    let window = Window::parse("2026-12-02").unwrap();
+    // A ring from before truncated ids were kept unique: medical's key
+    // for the window has the same truncated id as personal's.
+    server
+        .authority
+        .dangerous_share_signing_key("medical", "personal", &window)
+        .unwrap();
+    let (key, digest) = key_for(&server.directory(), "personal", window);
+    let (request, _) = begin_issuance(&key, digest).unwrap();
+    let body = request.encode();
+    let token_type = vec![(
+        "Content-Type",
+        "application/private-token-request".to_owned(),
+    )];
+    let mut headers = token_type.clone();
+    headers.push(("Authorization", format!("Bearer {session}")));
+    // Without class, the request cannot say which of the two keys it means.
+    for query in ["", "?window=2026-12-02"] {
+        let path = format!("/token-request{query}");
+        let (status, kind, text) = send(&server, "POST", &path, &headers, Some(body.clone()));
+        assert_eq!(status, 422, "{path}: {text}");
+        assert_eq!(kind, "application/problem+json", "{path}: {text}");
+        let problem: ProblemDocument = serde_json::from_str(&text).unwrap();
+        let name = problem.kind.as_deref().and_then(ProblemType::from_uri);
+        assert_eq!(name, Some(ProblemType::AmbiguousKey), "{path}: {text}");
+    }
+    // Naming the class chooses the key, and the pass is signed.
+    for class in ["medical", "personal"] {
+        let (status, text) = server.post_token_request(&session, class, "2026-12-02", &body);
+        assert_eq!(status, 200, "{class}: {}", String::from_utf8_lossy(&text));
+    }
 }

@@ -931,6 +931,34 @@ mod end_to_end {
         assert!(out.contains(&id) && out.contains("winter"), "{out}");
         let (code, out, err) = admin(&["period", "end", &id]);
         assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains(&id) && out.ends_with("live\n"), "{out}");
+        // With no grace the key is destroyed in the same call: the answer
+        // and the table say so, never `live`.
+        let open_now = |grace: &str| {
+            let (code, out, err) = admin(&[
+                "--json",
+                "period",
+                "open",
+                "--name",
+                "spring",
+                "--ends-at",
+                "2026-12-20T00:00:00Z",
+                "--grace-s",
+                grace,
+            ]);
+            assert_eq!(code, 0, "{out}{err}");
+            let opened: serde_json::Value = serde_json::from_str(&out).unwrap();
+            opened["id"].as_str().unwrap().to_owned()
+        };
+        let (code, out, err) = admin(&["--json", "period", "end", &open_now("0")]);
+        assert_eq!(code, 0, "{out}{err}");
+        let ended: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(ended["destroy_pending"], true, "{out}");
+        let spring = open_now("0");
+        let (code, out, err) = admin(&["period", "end", &spring]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("DESTROYED") && out.contains(&spring), "{out}");
+        assert!(!out.contains("live"), "{out}");
         // A wrong token is refused with a hint, exit 2.
         std::fs::write(&token_file, "wrong\n").unwrap();
         let (code, _, err) = admin(&["period", "list"]);

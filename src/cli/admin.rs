@@ -141,6 +141,17 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
         print_destroyed(&list.destroyed);
     } else {
         let info: PeriodInfo = serde_json::from_value(answer).map_err(unexpected)?;
+        if info.destroy_pending {
+            // Ended with no grace: the key went in the same call, so the
+            // period is shown as the list now has it, destroyed if it is.
+            let list: PeriodList = api
+                .get_json(paths::ADMIN_PERIODS, bearer)
+                .map_err(explain)?;
+            if let Some(gone) = list.destroyed.iter().find(|p| p.id == info.id) {
+                print_destroyed(std::slice::from_ref(gone));
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
         print_live(std::slice::from_ref(&info));
     }
     Ok(ExitCode::SUCCESS)

@@ -20,8 +20,8 @@ use crate::issuer::IssuerError;
 use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
 use crate::protocol::api::{
-    ChallengeQuery, Enrolled, Enrolment, ExtendPeriod, Login, NewSession, OpenPeriod, PeriodList,
-    ProblemType, TokenRequestQuery, media,
+    ChallengeQuery, Enrolled, Enrolment, ExtendPeriod, Login, NewSession, OpenPeriod, PeriodInfo,
+    PeriodList, ProblemType, TokenRequestQuery, media,
 };
 use crate::protocol::permit::{ClassName, Window};
 use crate::protocol::token::{TokenChallenge, TokenRequest};
@@ -591,10 +591,19 @@ pub(super) async fn admin_end(
 ) -> Answer {
     admin(&state, &headers)?;
     let id = period_id(&id)?;
-    let info = state.authority.end_period(&id)?;
+    let mut info = state.authority.end_period(&id)?;
     if info.grace_s == 0 {
-        // Nothing to wait for: destroy now rather than at the next tick.
+        // Nothing to wait for: destroy now rather than at the next tick,
+        // and answer what is true after it: still live (destruction
+        // pending) or gone from the live periods, destroyed.
         crate::scheduler::tick(state.authority.clone()).await;
+        info = match state.authority.period_info(&id) {
+            Some(now) => now,
+            None => PeriodInfo {
+                destroy_pending: true,
+                ..info
+            },
+        };
     }
     Ok(json(StatusCode::OK, &info))
 }

@@ -139,6 +139,29 @@ impl Authority {
             .ok_or(IssuerError::NoSigningKey)
     }
 
+    /// Gives `class` in `window` the signing key of `like` in `window`, so
+    /// that two kept keys share a truncated key id, as in a ring from before
+    /// those ids were kept unique. For tests of how requests naming such a
+    /// key are answered only: passes of the two classes become
+    /// indistinguishable to a verifier.
+    #[doc(hidden)]
+    pub fn dangerous_share_signing_key(
+        &self,
+        class: &str,
+        like: &str,
+        window: &Window,
+    ) -> Result<(), IssuerError> {
+        let key = self.signing_key(like, window)?;
+        self.signing_key(class, window)?;
+        self.vault().update(|ring| {
+            ring.signing_keys
+                .iter_mut()
+                .filter(|k| k.class.as_str() == class && &k.window == window)
+                .for_each(|k| k.key = key.clone());
+        })?;
+        Ok(())
+    }
+
     /// The `(class, window)` of every signing key whose truncated key id is
     /// `truncated` (the byte a `TokenRequest` names its key by). Keys
     /// generated now have unique truncated ids, so this is at most one,
