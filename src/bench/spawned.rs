@@ -274,7 +274,9 @@ mod tests {
         let mine = memory(std::process::id()).unwrap();
         assert!(mine.rss_kib > 0 && mine.hwm_kib >= mine.rss_kib);
         let sampler = MemorySampler::start(std::process::id(), Duration::from_millis(5)).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // Long enough for two samples even when a loaded machine is slow to
+        // schedule the sampler's thread (50 ms was not, once in a while).
+        std::thread::sleep(Duration::from_secs(1));
         let samples = sampler.finish();
         assert!(samples.len() >= 2, "{}", samples.len());
         assert!(samples.windows(2).all(|w| w[0].at <= w[1].at));
