@@ -4,6 +4,8 @@
 //! decrypted with the passphrase; crashes at each step of a destruction
 //! leave a state that reopens correctly; tampering is a clean error.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -275,18 +277,7 @@ fn a_crash_at_any_step_of_destruction_is_finished_at_restart() {
             "K Name 2",
             "{point:?}: the live period survived"
         );
-        let events: Vec<String> = authority
-            .journal()
-            .entries()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                serde_json::to_value(&e.event).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let events = common::event_kinds(&authority);
         assert!(events.contains(&"destroy-intent".to_owned()), "{point:?}");
         assert!(
             events.contains(&"period-key-destroyed".to_owned()),

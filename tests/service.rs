@@ -9,19 +9,7 @@ use common::TestServer;
 #[test]
 fn the_test_server_starts_as_the_service_does() {
     let server = TestServer::start();
-    let kinds: Vec<String> = server
-        .authority
-        .journal()
-        .entries()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            serde_json::to_value(&e.event).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let kinds = common::event_kinds(&server.authority);
     // The first period, the start itself, then the keys.
     assert_eq!(
         kinds[..3],

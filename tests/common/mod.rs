@@ -239,6 +239,23 @@ impl Drop for TestServer {
     }
 }
 
+/// The kinds of the events in `authority`'s audit log, oldest first
+/// (`"period-opened"`, `"service-started"`, …), as the log writes them.
+pub fn event_kinds(authority: &Authority) -> Vec<String> {
+    authority
+        .journal()
+        .entries()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::to_value(&e.event).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
