@@ -151,37 +151,55 @@ fn send(
 }
 
 /// `(name, template)` of every route constant in `protocol::api::paths`,
-/// read from its source so that a constant added there is seen here.
+/// read from its source so that a constant added there is seen here. A
+/// constant of a nested module is named by its path below `paths`
+/// (`pages::VERIFY`).
 fn route_constants() -> Vec<(String, String)> {
     let source = include_str!("../src/protocol/api.rs");
     let (_, module) = source.split_once("pub mod paths {").expect("mod paths");
     let (module, _) = module.split_once("\n}\n").expect("end of mod paths");
-    module
-        .lines()
-        .filter_map(|line| {
-            let (name, value) = line
-                .trim()
-                .strip_prefix("pub const ")?
-                .split_once(": &str = ")?;
-            let value = value.strip_suffix(';')?.trim_matches('"');
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect()
+    let mut nested: Vec<&str> = Vec::new();
+    let mut constants = Vec::new();
+    for line in module.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix("pub mod ")
+            .and_then(|l| l.strip_suffix(" {"))
+        {
+            nested.push(name);
+        } else if line == "}" {
+            nested.pop();
+        } else if let Some((name, value)) = line
+            .strip_prefix("pub const ")
+            .and_then(|l| l.split_once(": &str = "))
+        {
+            let value = value.strip_suffix(';').expect(line).trim_matches('"');
+            let name = nested.iter().chain([&name]).copied();
+            constants.push((name.collect::<Vec<_>>().join("::"), value.to_owned()));
+        }
+    }
+    constants
 }
 
-/// The names of the `paths` constants the issuer's router serves.
+/// The names of the `paths` constants the issuer's router serves: its own
+/// routes and the web pages' it merges in.
 fn router_routes() -> Vec<String> {
-    let source = include_str!("../src/http/mod.rs");
-    let (_, body) = source.split_once("pub fn router(").expect("fn router");
-    let (body, _) = body.split_once("\n}\n").expect("end of fn router");
-    body.split("paths::")
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
-                .collect()
-        })
-        .collect()
+    let names = |source: &str, function: &str| -> Vec<String> {
+        let (_, body) = source.split_once(function).expect(function);
+        let (body, _) = body.split_once("\n}\n").expect(function);
+        body.split("paths::")
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                    .collect()
+            })
+            .collect()
+    };
+    let mut routes = names(include_str!("../src/http/mod.rs"), "pub fn router(");
+    let merges_pages = include_str!("../src/http/mod.rs").contains(".merge(web::routes())");
+    assert!(merges_pages, "the router no longer merges web::routes()");
+    routes.extend(names(include_str!("../src/http/web.rs"), "pub fn routes<"));
+    routes
 }
 
 /// Whether `path` (query ignored) is one of the router's `template`:
@@ -221,6 +239,9 @@ fn the_route_matcher_reads_templates_as_the_router_does() {
         paths::ADMIN_PERIOD_END,
         "/v1/admin/periods/ab/extend"
     ));
+    assert!(route_matches(paths::pages::WALLET, "/"));
+    assert!(!route_matches(paths::pages::WALLET, "/verify"));
+    assert!(route_matches(paths::pages::ASSET, "/assets/style.css"));
     assert!(route_matches(paths::AUDIT_TILE, "/audit/tile/0/000"));
     assert!(!route_matches(paths::AUDIT_TILE, "/audit/tile/"));
     assert!(route_matches(
@@ -276,6 +297,12 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
         ("POST", paths::AUDIT_CHECKPOINT.into(), none.clone(), None),
         ("POST", paths::AUDIT_KEY.into(), none.clone(), None),
         ("POST", paths::audit_tile("0/000"), none.clone(), None),
+        // Pages, not API, but answered alike.
+        ("POST", paths::pages::WALLET.into(), none.clone(), None),
+        ("PUT", paths::pages::VERIFY.into(), none.clone(), None),
+        ("DELETE", paths::pages::TRANSPARENCY.into(), none.clone(), None),
+        ("POST", paths::pages::SERVICE_WORKER.into(), none.clone(), None),
+        ("POST", paths::pages::ASSET.replace("{name}", "style.css"), none.clone(), None),
         // Unknown paths.
         ("GET", format!("/{MARK}"), none.clone(), None),
         ("POST", format!("/v1/{MARK}?{MARK}=1"), none.clone(), bad_json.clone()),
@@ -328,7 +355,8 @@ fn malformed_input_to_every_route_is_problem_json_with_a_stable_type_and_no_echo
         ProblemType::Forbidden,
         ProblemType::UnknownClass,
     ];
-    // The router's routes, by template. The witness's own routes
+    // The router's routes, by template, the pages' (`pages::*`, merged in
+    // from `web::routes()`) among them. The witness's own routes
     // (`WITNESS_*`) are served by `blindpass witness`, not by the issuer;
     // tests/witness.rs drives them. Any other constant must be routed here.
     let constants = route_constants();

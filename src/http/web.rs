@@ -23,7 +23,7 @@ use axum::routing::get;
 use sha2::{Digest, Sha256};
 
 use super::problem::Problem;
-use crate::protocol::api::ProblemType;
+use crate::protocol::api::{ProblemType, paths};
 
 /// The policy on every page and asset. `blob:` images are the QR codes the
 /// wallet offers for saving; `mediastream:` is the verifier's camera.
@@ -87,24 +87,24 @@ fn find(name: &str) -> Option<(&'static Asset, &'static str)> {
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
-            "/",
+            paths::pages::WALLET,
             get(|h: HeaderMap| async move { page("index.html", &h) }),
         )
         .route(
-            "/verify",
+            paths::pages::VERIFY,
             get(|h: HeaderMap| async move { page("verify.html", &h) }),
         )
         .route(
-            "/transparency",
+            paths::pages::TRANSPARENCY,
             get(|h: HeaderMap| async move { page("transparency.html", &h) }),
         )
         // The service worker lives at the root so that its scope covers
         // every page.
         .route(
-            "/sw.js",
+            paths::pages::SERVICE_WORKER,
             get(|h: HeaderMap| async move { page("sw.js", &h) }),
         )
-        .route("/assets/{name}", get(asset))
+        .route(paths::pages::ASSET, get(asset))
 }
 
 async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -72,6 +72,24 @@ pub mod paths {
     pub fn audit_tile(tile_path: &str) -> String {
         format!("/audit/tile/{tile_path}")
     }
+
+    /// Pages, not API: the web faces `http::web` serves (HTML, the service
+    /// worker and static files). They answer `GET` only and are no part of
+    /// the contract in `docs/api.md`.
+    pub mod pages {
+        /// The resident wallet.
+        pub const WALLET: &str = "/";
+        /// The verifier.
+        pub const VERIFY: &str = "/verify";
+        /// The public deletion page.
+        pub const TRANSPARENCY: &str = "/transparency";
+        /// The service worker, at the root so that its scope covers every
+        /// page.
+        pub const SERVICE_WORKER: &str = "/sw.js";
+        /// Scripts, styles, the web app manifests, the icon and the QR
+        /// reader's wasm (router template).
+        pub const ASSET: &str = "/assets/{name}";
+    }
 }
 
 /// Media types.
