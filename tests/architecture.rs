@@ -48,7 +48,13 @@ fn assert_only_under(needle: &str, allowed: &[&str]) {
 #[test]
 fn the_checker_finds_what_is_there() {
     // Shows the scan can fail: sled *is* used, and only where expected.
-    assert_eq!(users_of("sled::"), vec!["src/store/mod.rs".to_owned()]);
+    assert_eq!(
+        users_of("sled::"),
+        vec![
+            "src/store/mod.rs".to_owned(),
+            "src/store/sled_engine.rs".to_owned()
+        ]
+    );
 }
 
 /// The crates named in one `[section]` of Cargo.toml.
@@ -84,6 +90,12 @@ fn only_http_knows_axum() {
 #[test]
 fn only_store_knows_sled() {
     assert_only_under("sled::", &["src/store/"]);
+}
+
+#[test]
+fn only_the_store_knows_postgres() {
+    assert_only_under("tokio_postgres::", &["src/store/postgres.rs"]);
+    assert_only_under("deadpool_postgres::", &["src/store/postgres.rs"]);
 }
 
 #[test]

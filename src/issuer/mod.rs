@@ -48,7 +48,7 @@ use crate::crypto::CryptoError;
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::secret::Passphrase;
 use crate::protocol::permit::ClassConfig;
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{Store, StoreConfig, StoreError, StoreSpec};
 use crate::vault::master::{MasterKeyProvider, PassphraseSlot};
 use crate::vault::{FaultPoint, Vault, VaultError};
 use resident::FieldError;
@@ -107,7 +107,7 @@ pub enum IssuerError {
     /// The key vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
-    /// sled failed.
+    /// The store (sled or PostgreSQL) failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The audit log failed.
@@ -128,10 +128,15 @@ pub struct AuthorityConfig {
     pub key_horizon_days: u32,
     /// How long verifiers may cache the directory.
     pub directory_max_age_s: u64,
+    /// Which engine holds the per-period data (sled in the data
+    /// directory by default).
+    pub store_spec: StoreSpec,
     /// sled tuning.
     pub store: StoreConfig,
-    /// Start even if the store has lost acknowledged writes (see
+    /// Start even if the sled store has lost acknowledged writes (see
     /// [`Store::open_watched`]); the acceptance is written to the audit log.
+    /// PostgreSQL has no such check: its own recovery and replication
+    /// answer for acknowledged commits.
     pub accept_store_loss: bool,
 }
 
@@ -143,6 +148,7 @@ impl Default for AuthorityConfig {
             classes: ClassConfig::default(),
             key_horizon_days: 7,
             directory_max_age_s: 3600,
+            store_spec: StoreSpec::default(),
             store: StoreConfig::default(),
             accept_store_loss: false,
         }
@@ -230,12 +236,18 @@ impl Authority {
         let origin = format!("{}/audit", config.issuer_name);
         let signer = LogSigner::new(&origin, vault.ring().log_seed.expose_secret());
         let journal = Journal::open(&data_dir.audit_log(), signer)?;
-        let (store, loss) = Store::open_watched(
-            &data_dir.sled(),
-            &data_dir.store_generation(),
-            config.store,
-            config.accept_store_loss,
-        )?;
+        let (store, loss) = match &config.store_spec {
+            StoreSpec::Sled => Store::open_watched(
+                &data_dir.sled(),
+                &data_dir.store_generation(),
+                config.store,
+                config.accept_store_loss,
+            )?,
+            StoreSpec::Postgres { url, pool_size } => {
+                (Store::open_postgres(url, *pool_size)?, None)
+            }
+        };
+        tracing::info!(engine = store.engine_name(), "store open");
         if let Some(loss) = loss {
             tracing::warn!(loss = %loss, "starting with a store that lost acknowledged writes, as the operator accepted");
             journal.append(
@@ -298,7 +310,7 @@ impl Authority {
         &self.data_dir
     }
 
-    /// The sled store (for the service's short-lived state).
+    /// The store (for the service's short-lived state).
     pub fn store(&self) -> &Store {
         &self.store
     }

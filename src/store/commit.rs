@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Charge, ChargeOrder, Core, StoreError};
+use super::sled_engine::Core;
+use super::{Charge, ChargeOrder, StoreError};
 
 /// Most orders applied under one flush: bounds how long the first order of
 /// a burst waits for the last.
@@ -79,6 +80,11 @@ pub struct PendingCharge {
 }
 
 impl PendingCharge {
+    /// A charge answered elsewhere (the PostgreSQL engine's runtime).
+    pub(super) fn answered_by(answer: oneshot::Receiver<Answer>) -> Self {
+        Self { answer }
+    }
+
     /// Waits for the outcome.
     pub async fn outcome(self) -> Answer {
         self.answer
@@ -95,6 +101,13 @@ pub struct PendingFlush {
 }
 
 impl PendingFlush {
+    /// A flush with nothing to wait for (a committed write is durable).
+    pub(super) fn done_already() -> Self {
+        let (reply, answer) = oneshot::channel();
+        let _ = reply.send(Ok(()));
+        Self { answer }
+    }
+
     /// Waits for the flush.
     pub async fn done(self) -> Result<(), StoreError> {
         self.answer

@@ -1,31 +1,35 @@
-//! Everything that touches sled. sled holds ciphertext and keyed hashes
-//! only: tree names carry random period ids, keys are random resident ids or
-//! HMAC outputs, values are sealed records. Nothing here can read personal
-//! data, because nothing here ever holds a key.
+//! Everything that touches the database of per-period data: sealed
+//! records, the document index, and short-lived state (sessions, quota
+//! counters, idempotency entries). It holds ciphertext and keyed hashes
+//! only: tree, table and partition names carry random period ids, keys are
+//! random resident ids or HMAC outputs, values are sealed records. Nothing
+//! here can read personal data, because nothing here ever holds a key.
 //!
-//! sled does not erase removed bytes and its `flush` is not a full fsync on
-//! Linux; so purging a period here is hygiene, never the deletion guarantee
+//! [`Store`] has two engines, chosen by [`StoreSpec`]:
+//!
+//! - sled (`sled_engine.rs`, the default): one embedded database in the
+//!   data directory, with group commit (`commit.rs`) and an entry-by-entry
+//!   background purge (`purge.rs`);
+//! - PostgreSQL (`postgres.rs`): one partition per period of each table, a
+//!   purge that drops them. Single node for now: the key ring stays in the
+//!   data directory, and the engine refuses a database another node holds.
+//!
+//! Either way, purging a period is hygiene, never the deletion guarantee
 //! (that is the vault's key destruction).
-//!
-//! sled checks each log message's CRC at open, but treats the first bad or
-//! missing one as the end of its log: a truncated or damaged file opens
-//! without error at an earlier state, silently forgetting acknowledged
-//! writes. So every durable flush also records a generation number, inside
-//! sled and (after the flush) in a small file outside it; at open
-//! ([`Store::open_watched`]) a store whose generation is behind that file,
-//! or a missing store directory, is [`StoreLoss`], refused unless accepted.
 
 mod commit;
+mod postgres;
 mod purge;
+mod sled_engine;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock, RwLock};
 
 pub use commit::{PendingCharge, PendingFlush};
 pub use purge::{PurgeDone, Purged};
+pub use sled_engine::FlushHold;
 
 use crate::ids::{PeriodId, ResidentId};
+use sled_engine::SledStore;
 
 /// Storage failures.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,6 +56,29 @@ pub enum StoreError {
     /// sled reported damage it could not recover from at open.
     #[error("storage: sled found its files damaged at open ({0})")]
     Damaged(String),
+    /// PostgreSQL failed or refused a statement. The text says which step
+    /// and gives the SQLSTATE code, never a parameter or a server DETAIL
+    /// line (those quote key values).
+    #[error("storage: PostgreSQL: {0}")]
+    Postgres(String),
+    /// Another process holds the database's node lock: the key ring is
+    /// still in each node's data directory, so two nodes on one database
+    /// would seal with different period keys.
+    #[error(
+        "storage: another blindpass node uses this database; several nodes are not supported yet"
+    )]
+    OtherNode,
+    /// The database's schema is newer than this build knows.
+    #[error(
+        "storage: the database's schema is at version {found}, newer than this build's \
+         {known}: it was written by a newer blindpass"
+    )]
+    SchemaTooNew {
+        /// The newest migration applied to the database.
+        found: i32,
+        /// The newest migration this build has.
+        known: i32,
+    },
 }
 
 /// Acknowledged writes the store no longer holds, found at open by
@@ -151,105 +178,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// Group commit: writers take a ticket after their write, then wait until a
-/// flush that started after the ticket has finished. One flush serves every
-/// writer that queued behind it, instead of one flush per request.
-///
-/// Each flush also advances the store's generation: written into sled
-/// before the flush, and into the watermark file after it.
-#[derive(Debug, Default)]
-struct GroupCommit {
-    lock: std::sync::Mutex<Generation>,
-    written: std::sync::atomic::AtomicU64,
-    flushed: std::sync::atomic::AtomicU64,
-}
-
-/// The generation of the last durable flush, and where it is recorded
-/// outside sled (absent for stores opened without one).
-#[derive(Debug, Default)]
-struct Generation {
-    flushed: u64,
-    watermark: Option<std::fs::File>,
-}
-
-/// sled default-tree key of the generation (no period, no personal data).
-const GENERATION_KEY: &[u8] = b"blindpass.generation";
-
-fn read_watermark(path: &Path) -> Result<Option<u64>, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
-            .map(|b| Some(u64::from_be_bytes(b)))
-            .map_err(|_| StoreError::Corrupt("the store's generation file")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::Sled(e.into())),
-    }
-}
-
-/// Records `generation` in the watermark file. Not fsynced: a watermark
-/// that lags after a power cut only weakens the next check, it never makes
-/// it refuse a store that holds everything acknowledged. One 8-byte write
-/// at offset 0 is never seen half done after a process crash.
-fn write_watermark(file: &std::fs::File, generation: u64) -> Result<(), StoreError> {
-    use std::os::unix::fs::FileExt as _;
-    file.write_all_at(&generation.to_be_bytes(), 0)
-        .map_err(|e| StoreError::Sled(e.into()))
-}
-
-/// The generation a copy of the store at `dir` opens at. The copy is made
-/// next to it (`<dir>.check`, same file system) and removed afterwards.
-fn generation_of_a_copy(dir: &Path) -> Result<u64, StoreError> {
-    let io = |e: std::io::Error| StoreError::Sled(e.into());
-    let mut scratch = dir.as_os_str().to_owned();
-    scratch.push(".check");
-    let scratch = std::path::PathBuf::from(scratch);
-    // A copy left by a crash during an earlier check is stale.
-    if scratch.exists() {
-        std::fs::remove_dir_all(&scratch).map_err(io)?;
-    }
-    let found = copy_tree(dir, &scratch).map_err(io).and_then(|()| {
-        let db = open_sled(
-            &scratch,
-            StoreConfig {
-                cache_bytes: 16 * 1024 * 1024,
-            },
-        )?;
-        let found = read_count(db.get(GENERATION_KEY)?.as_deref());
-        Ok(found)
-    });
-    // sled closes its files from a background thread; unlinking them
-    // while open is fine on Unix.
-    let removed = std::fs::remove_dir_all(&scratch).map_err(io);
-    let found = found?;
-    removed?;
-    Ok(found)
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
-/// See [`Store::dangerous_hold_flushes`].
-#[must_use = "flushes resume when the hold is dropped"]
-pub struct FlushHold<'a> {
-    _guard: std::sync::MutexGuard<'a, Generation>,
-}
-
-impl std::fmt::Debug for FlushHold<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FlushHold")
-    }
-}
-
 /// One quota charge with its idempotency entry, for [`Store::charge_once`]
 /// or the committer ([`Store::charge_once_queued`]).
 #[derive(Debug, Clone)]
@@ -266,79 +194,74 @@ pub struct ChargeOrder {
     pub value: Vec<u8>,
 }
 
-/// Open tree handles by name. `open_tree` and `tree_names` each take
-/// sled's tree-map lock and allocate, and issuance reads three entries per
-/// pass, so handles are kept once a tree is known to exist.
-type TreeCache = RwLock<HashMap<String, sled::Tree>>;
-
-/// What the committer thread shares with the handles (not the queue, so
-/// the thread ends when the last [`Store`] is dropped).
-#[derive(Clone, Debug)]
-struct Core {
-    db: sled::Db,
-    commit: Arc<GroupCommit>,
-    trees: Arc<TreeCache>,
+/// Which engine holds the per-period data.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// sled in the data directory (`sled/`), checked against its generation
+    /// file at open.
+    #[default]
+    Sled,
+    /// A PostgreSQL database; one node only for now.
+    Postgres {
+        /// A libpq connection string: `postgres://…`, `postgresql://…`
+        /// or `host=… dbname=…`. It may hold a password, so it is never
+        /// printed.
+        url: String,
+        /// Connections in the pool.
+        pool_size: usize,
+    },
 }
 
-/// The sled database of one issuer.
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sled => f.write_str("Sled"),
+            Self::Postgres { pool_size, .. } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("pool_size", pool_size)
+                .finish(),
+        }
+    }
+}
+
+/// The per-period data of one issuer, in one of two engines.
 #[derive(Clone, Debug)]
 pub struct Store {
-    core: Core,
-    committer: Arc<OnceLock<commit::Queue>>,
-    purger: Arc<OnceLock<purge::Purger>>,
+    engine: Engine,
 }
 
-fn open_sled(dir: &Path, config: StoreConfig) -> Result<sled::Db, StoreError> {
-    // sled releases its file lock from a background thread after the
-    // last handle drops, so an immediate reopen in the same process (a
-    // restart, a test) can find it still held for a moment: retry
-    // briefly rather than fail.
-    let mut waited_ms = 0;
-    let db = loop {
-        match sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .open()
-        {
-            Ok(db) => break db,
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::Other
-                    && e.to_string().contains("could not acquire lock")
-                    && waited_ms < 5_000 =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                waited_ms += 20;
-            }
-            Err(sled::Error::Corruption { at, bt: _ }) => {
-                return Err(StoreError::Damaged(match at {
-                    Some(at) => format!("at {at:?}"),
-                    None => "no position given".into(),
-                }));
-            }
-            Err(e) => return Err(e.into()),
+#[derive(Clone, Debug)]
+enum Engine {
+    Sled(SledStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Calls the same method on whichever engine the store has.
+macro_rules! on_engine {
+    ($store:expr, $engine:ident => $call:expr) => {
+        match &$store.engine {
+            Engine::Sled($engine) => $call,
+            Engine::Postgres($engine) => $call,
         }
     };
-    Ok(db)
-}
-
-fn tree_name(period: &PeriodId, kind: TreeKind) -> String {
-    format!("period.{period}.{}", kind.suffix())
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`, without a generation
+    /// Opens (or creates) the sled database in `dir`, without a generation
     /// check (scratch stores, benchmarks).
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        let db = open_sled(dir, config)?;
-        Ok(Self::with_generation(db, Generation::default()))
+        Ok(Self {
+            engine: Engine::Sled(SledStore::open(dir, config)?),
+        })
     }
 
-    /// Opens the database in `dir` and checks it against the generation
-    /// recorded in `watermark` by earlier runs: a missing directory, or a
-    /// store behind the watermark, is [`StoreError::Lost`] unless
-    /// `accept_loss`, in which case the loss is returned and the watermark
-    /// starts again from what the store holds. A missing directory is
-    /// refused before anything is created.
+    /// Opens the sled database in `dir` and checks it against the
+    /// generation recorded in `watermark` by earlier runs: a missing
+    /// directory, or a store behind the watermark, is [`StoreError::Lost`]
+    /// unless `accept_loss`, in which case the loss is returned and the
+    /// watermark starts again from what the store holds. A missing
+    /// directory is refused before anything is created.
     ///
     /// The check opens a scratch copy of the store first (sled's recovery
     /// rewrites a damaged store as it opens it), so a refusal changes no
@@ -353,77 +276,32 @@ impl Store {
         config: StoreConfig,
         accept_loss: bool,
     ) -> Result<(Self, Option<StoreLoss>), StoreError> {
-        let acknowledged = read_watermark(watermark)?;
-        let mut loss = None;
-        if let Some(acknowledged) = acknowledged.filter(|_| !dir.exists()) {
-            loss = Some(StoreLoss::Missing { acknowledged });
-            if !accept_loss {
-                return Err(StoreError::Lost(StoreLoss::Missing { acknowledged }));
-            }
-        }
-        // sled's recovery rewrites a damaged store's files as it opens them,
-        // so the check reads a scratch copy first: a refusal then leaves
-        // the store as it found it, for a restore or a closer look.
-        if let Some(acknowledged) = acknowledged.filter(|_| loss.is_none() && !accept_loss) {
-            let found = generation_of_a_copy(dir)?;
-            if found < acknowledged {
-                return Err(StoreError::Lost(StoreLoss::Behind {
-                    acknowledged,
-                    found,
-                }));
-            }
-        }
-        let db = open_sled(dir, config)?;
-        let found = read_count(db.get(GENERATION_KEY)?.as_deref());
-        if let Some(acknowledged) = acknowledged.filter(|a| found < *a && loss.is_none()) {
-            let behind = StoreLoss::Behind {
-                acknowledged,
-                found,
-            };
-            if !accept_loss {
-                return Err(StoreError::Lost(behind));
-            }
-            loss = Some(behind);
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(watermark)
-            .map_err(|e| StoreError::Sled(e.into()))?;
-        write_watermark(&file, found)?;
-        let generation = Generation {
-            flushed: found,
-            watermark: Some(file),
-        };
-        Ok((Self::with_generation(db, generation), loss))
-    }
-
-    fn with_generation(db: sled::Db, generation: Generation) -> Self {
-        Self {
-            core: Core {
-                db,
-                commit: Arc::new(GroupCommit {
-                    lock: std::sync::Mutex::new(generation),
-                    ..GroupCommit::default()
-                }),
-                trees: Arc::default(),
+        let (sled, loss) = SledStore::open_watched(dir, watermark, config, accept_loss)?;
+        Ok((
+            Self {
+                engine: Engine::Sled(sled),
             },
-            committer: Arc::default(),
-            purger: Arc::default(),
+            loss,
+        ))
+    }
+
+    /// Opens the PostgreSQL database at `url` (a libpq connection string)
+    /// with a pool of `pool_size` connections: takes the node lock
+    /// ([`StoreError::OtherNode`] if another process holds it), then
+    /// applies the schema's migrations ([`StoreError::SchemaTooNew`] if the
+    /// database is ahead of this build).
+    pub fn open_postgres(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            engine: Engine::Postgres(postgres::PgStore::open(url, pool_size)?),
+        })
+    }
+
+    /// `"sled"` or `"postgres"`, for logs and reports.
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sled(_) => "sled",
+            Engine::Postgres(_) => "postgres",
         }
-    }
-
-    fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
-        self.core.tree(period, kind)
-    }
-
-    fn existing_tree(
-        &self,
-        period: &PeriodId,
-        kind: TreeKind,
-    ) -> Result<Option<sled::Tree>, StoreError> {
-        self.core.existing_tree(period, kind)
     }
 
     /// Stores a sealed record under its resident id.
@@ -433,9 +311,7 @@ impl Store {
         id: &ResidentId,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
-        self.tree(period, TreeKind::Records)?
-            .insert(id.as_bytes(), sealed)?;
-        Ok(())
+        on_engine!(self, e => e.put_record(period, id, sealed))
     }
 
     /// The sealed record of a resident, if present.
@@ -444,25 +320,17 @@ impl Store {
         period: &PeriodId,
         id: &ResidentId,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.existing_tree(period, TreeKind::Records)? {
-            Some(tree) => Ok(tree.get(id.as_bytes())?.map(|v| v.to_vec())),
-            None => Ok(None),
-        }
+        on_engine!(self, e => e.record(period, id))
     }
 
     /// Removes a resident's sealed record.
     pub fn remove_record(&self, period: &PeriodId, id: &ResidentId) -> Result<bool, StoreError> {
-        Ok(self
-            .tree(period, TreeKind::Records)?
-            .remove(id.as_bytes())?
-            .is_some())
+        on_engine!(self, e => e.remove_record(period, id))
     }
 
     /// Number of sealed records in a period.
     pub fn record_count(&self, period: &PeriodId) -> Result<usize, StoreError> {
-        Ok(self
-            .existing_tree(period, TreeKind::Records)?
-            .map_or(0, |t| t.len()))
+        on_engine!(self, e => e.record_count(period))
     }
 
     /// Claims an index slot: stores `value` under `key` only if the key is
@@ -473,10 +341,7 @@ impl Store {
         key: &[u8; 32],
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        let tree = self.tree(period, TreeKind::Index)?;
-        Ok(tree
-            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
-            .is_ok())
+        on_engine!(self, e => e.index_claim(period, key, value))
     }
 
     /// Reads an index slot.
@@ -485,24 +350,17 @@ impl Store {
         period: &PeriodId,
         key: &[u8; 32],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.existing_tree(period, TreeKind::Index)? {
-            Some(tree) => Ok(tree.get(key)?.map(|v| v.to_vec())),
-            None => Ok(None),
-        }
+        on_engine!(self, e => e.index_get(period, key))
     }
 
     /// Frees an index slot.
     pub fn index_remove(&self, period: &PeriodId, key: &[u8; 32]) -> Result<(), StoreError> {
-        self.tree(period, TreeKind::Index)?.remove(key)?;
-        Ok(())
+        on_engine!(self, e => e.index_remove(period, key))
     }
 
     /// Reads a short-lived state entry (sessions, quotas, idempotency).
     pub fn state_get(&self, period: &PeriodId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.existing_tree(period, TreeKind::State)? {
-            Some(tree) => Ok(tree.get(key)?.map(|v| v.to_vec())),
-            None => Ok(None),
-        }
+        on_engine!(self, e => e.state_get(period, key))
     }
 
     /// Writes a short-lived state entry.
@@ -512,29 +370,17 @@ impl Store {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StoreError> {
-        self.tree(period, TreeKind::State)?.insert(key, value)?;
-        Ok(())
+        on_engine!(self, e => e.state_insert(period, key, value))
     }
 
     /// Removes a short-lived state entry.
     pub fn state_remove(&self, period: &PeriodId, key: &[u8]) -> Result<(), StoreError> {
-        if let Some(tree) = self.existing_tree(period, TreeKind::State)? {
-            tree.remove(key)?;
-        }
-        Ok(())
+        on_engine!(self, e => e.state_remove(period, key))
     }
 
-    /// Every state entry whose key starts with `prefix`.
+    /// Every state entry whose key starts with `prefix`, in key order.
     pub fn state_scan(&self, period: &PeriodId, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
-        let Some(tree) = self.existing_tree(period, TreeKind::State)? else {
-            return Ok(Vec::new());
-        };
-        tree.scan_prefix(prefix)
-            .map(|item| {
-                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(StoreError::from)
-            })
-            .collect()
+        on_engine!(self, e => e.state_scan(period, prefix))
     }
 
     /// A big-endian `u64` counter in the state tree (0 if absent).
@@ -543,69 +389,65 @@ impl Store {
     }
 
     /// Charges one unit of quota and records an idempotency entry, both or
-    /// neither, in one transaction, then flushes. If `idem_key` is already
-    /// present its stored value is returned and nothing is charged.
+    /// neither, in one transaction, durable when it returns. If `idem_key`
+    /// is already present its stored value is returned and nothing is
+    /// charged.
     ///
     /// Security contract: the caller releases a signature only on
     /// [`Charge::Charged`] (with the value it stored) or
     /// [`Charge::Replayed`] (with the stored value); a crash before this
     /// returns has charged nothing that was not also recorded.
     pub fn charge_once(&self, order: &ChargeOrder) -> Result<Charge, StoreError> {
-        let outcome = self.core.charge_unflushed(order)?;
-        if outcome == Charge::Charged {
-            self.durable()?;
-        }
-        Ok(outcome)
+        on_engine!(self, e => e.charge_once(order))
     }
 
-    /// [`Store::charge_once`] through one committer thread: it applies the
-    /// orders that queue up while it flushes, then flushes once for all of
-    /// them, so a burst of passes costs one flush and no blocked threads.
-    /// The answer arrives only after that flush (same contract).
+    /// [`Store::charge_once`] for async callers, holding no thread while
+    /// it waits (same contract). sled: through one committer thread that
+    /// applies the orders queued while it flushes, then flushes once for
+    /// all of them. PostgreSQL: the transaction runs on the engine's own
+    /// runtime; its commit is the durability.
     pub fn charge_once_queued(&self, order: ChargeOrder) -> PendingCharge {
-        self.committer
-            .get_or_init(|| commit::Queue::start(self.core.clone()))
-            .submit(order)
+        on_engine!(self, e => e.charge_once_queued(order))
     }
 
-    /// [`Store::durable`] through the committer thread, for async callers:
-    /// resolves once every write made before the call is flushed (with the
-    /// next batch's flush), holding no thread while it waits.
+    /// [`Store::durable`] for async callers: resolves once every write made
+    /// before the call is durable (sled: with the committer's next flush;
+    /// PostgreSQL: at once, a commit being durable when it returns).
     pub fn durable_queued(&self) -> PendingFlush {
-        self.committer
-            .get_or_init(|| commit::Queue::start(self.core.clone()))
-            .flush()
+        on_engine!(self, e => e.durable_queued())
     }
 
-    /// Fault injection for tests: while the returned guard lives, no flush
-    /// can start or finish, so every write stays undurable and every caller
-    /// of [`Store::durable`] (and the committer) waits. It models a disk
-    /// that stalls; dropping the guard lets the flushes run.
+    /// Fault injection for tests: while the returned guard lives, no sled
+    /// flush can start or finish, so every write stays undurable and every
+    /// caller of [`Store::durable`] (and the committer) waits. It models a
+    /// disk that stalls; dropping the guard lets the flushes run.
+    ///
+    /// On PostgreSQL there is no flush to hold (a commit is durable when it
+    /// returns): the guard holds nothing, and a test that needs a stalled
+    /// disk cannot use this engine.
     pub fn dangerous_hold_flushes(&self) -> FlushHold<'_> {
-        FlushHold {
-            _guard: self
-                .core
-                .commit
-                .lock
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
+        match &self.engine {
+            Engine::Sled(e) => e.dangerous_hold_flushes(),
+            Engine::Postgres(_) => FlushHold::nothing(),
         }
     }
 
-    /// Queues the removal of every entry of a period, then of its trees,
-    /// on the purge thread (idle scheduling priority, entries removed one
-    /// by one so memory stays bounded; see [`purge`]). `done` is called on
-    /// that thread with what the run removed. Purges run one at a time, in
-    /// the order queued; purging an absent period removes nothing.
+    /// Queues the removal of a period's data on the purge thread (idle
+    /// scheduling priority; see [`purge`]). `done` is called on that thread
+    /// with what the run removed. Purges run one at a time, in the order
+    /// queued; purging an absent period removes nothing. sled removes the
+    /// entries one by one, then the trees; PostgreSQL drops the period's
+    /// partitions (one `DROP TABLE` each) and its `periods` row.
     ///
-    /// Hygiene only: sled may keep the bytes in its files until reused.
+    /// Hygiene only: the bytes may stay in sled's files until reused, and
+    /// in PostgreSQL's WAL and backups.
     pub fn purge_in_background(&self, period: &PeriodId, done: PurgeDone) {
-        self.purger().submit(*period, done);
+        on_engine!(self, e => e.purge_in_background(period, done))
     }
 
     /// Blocks until every purge queued so far has finished.
     pub fn wait_for_purges(&self) {
-        self.purger().wait_idle();
+        on_engine!(self, e => e.wait_for_purges())
     }
 
     /// Purges a period and waits for it: [`Store::purge_in_background`]
@@ -629,168 +471,52 @@ impl Store {
         }
     }
 
-    fn purger(&self) -> &purge::Purger {
-        self.purger
-            .get_or_init(|| purge::Purger::start(self.core.clone()))
-    }
-
-    /// The periods that have any tree in the database.
+    /// The periods that have any data in the store (sled: any tree;
+    /// PostgreSQL: a `periods` row), in id order.
     pub fn periods_present(&self) -> Vec<PeriodId> {
-        let mut out: Vec<PeriodId> = self
-            .core
-            .db
-            .tree_names()
-            .iter()
-            .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
-            .filter_map(|n| {
-                n.strip_prefix("period.")
-                    .and_then(|rest| rest.split('.').next())
-                    .and_then(PeriodId::parse)
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        on_engine!(self, e => e.periods_present())
     }
 
-    /// Returns once every write made before the call is flushed, sharing
-    /// one flush among concurrent callers (group commit).
+    /// Returns once every write made before the call is durable (sled:
+    /// sharing one flush among concurrent callers; PostgreSQL: at once).
     pub fn durable(&self) -> Result<(), StoreError> {
-        self.core.durable()
+        on_engine!(self, e => e.durable())
     }
 
-    /// Writes buffered changes to the files (sled's flush; see module docs).
+    /// Writes buffered changes to the files (sled's flush; a no-op on
+    /// PostgreSQL, which has none buffered).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.core.db.flush()?;
-        Ok(())
+        on_engine!(self, e => e.flush())
     }
 
-    /// Writes and flushes one small fixed record (no personal data), for
-    /// the health endpoints: it fails while sled cannot write. sled keeps
-    /// an I/O error (a full disk, say) and returns it from every later
-    /// write until the database is reopened, so a failure here means the
-    /// process needs a restart.
+    /// For the health endpoints: fails while the store cannot serve. sled:
+    /// writes and flushes one small fixed record (no personal data); sled
+    /// keeps an I/O error (a full disk, say) and returns it from every
+    /// later write until reopened, so a failure means the process needs a
+    /// restart. PostgreSQL: `SELECT 1` on a pooled connection.
     pub fn probe(&self) -> Result<(), StoreError> {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        self.core.db.insert(b"health.probe", &stamp.to_be_bytes())?;
-        self.core.db.flush()?;
-        Ok(())
+        on_engine!(self, e => e.probe())
     }
 
-    /// The tree names, for audits of what is stored.
+    /// What the store names, for audits of what is stored: sled's tree
+    /// names, or PostgreSQL's per-period partitions.
     pub fn tree_names(&self) -> Vec<String> {
-        self.core
-            .db
-            .tree_names()
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect()
+        on_engine!(self, e => e.tree_names())
     }
 
-    /// Bytes sled uses on disk.
+    /// Bytes the store uses on disk: sled's files, or PostgreSQL's
+    /// `pg_database_size` of the whole database.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.core.db.size_on_disk()?)
-    }
-}
-
-impl Core {
-    fn tree(&self, period: &PeriodId, kind: TreeKind) -> Result<sled::Tree, StoreError> {
-        let name = tree_name(period, kind);
-        if let Some(tree) = self.cached_tree(&name) {
-            return Ok(tree);
-        }
-        let tree = self.db.open_tree(&name)?;
-        self.cache_tree(name, &tree);
-        Ok(tree)
+        on_engine!(self, e => e.size_on_disk())
     }
 
-    /// The tree if it exists; reads never create trees, so a read after a
-    /// purge cannot bring a dropped period back.
-    fn existing_tree(
-        &self,
-        period: &PeriodId,
-        kind: TreeKind,
-    ) -> Result<Option<sled::Tree>, StoreError> {
-        let name = tree_name(period, kind);
-        if let Some(tree) = self.cached_tree(&name) {
-            return Ok(Some(tree));
+    /// The sled engine's core, for the purge's unit tests.
+    #[cfg(test)]
+    fn sled_core(&self) -> &sled_engine::Core {
+        match &self.engine {
+            Engine::Sled(e) => e.core(),
+            Engine::Postgres(_) => panic!("not a sled store"),
         }
-        if !self
-            .db
-            .tree_names()
-            .iter()
-            .any(|n| n.as_ref() == name.as_bytes())
-        {
-            return Ok(None);
-        }
-        let tree = self.db.open_tree(&name)?;
-        self.cache_tree(name, &tree);
-        Ok(Some(tree))
-    }
-
-    fn cached_tree(&self, name: &str) -> Option<sled::Tree> {
-        let trees = self.trees.read().unwrap_or_else(|e| e.into_inner());
-        trees.get(name).cloned()
-    }
-
-    fn cache_tree(&self, name: String, tree: &sled::Tree) {
-        let mut trees = self.trees.write().unwrap_or_else(|e| e.into_inner());
-        trees.insert(name, tree.clone());
-    }
-
-    fn forget_tree(&self, name: &str) {
-        let mut trees = self.trees.write().unwrap_or_else(|e| e.into_inner());
-        trees.remove(name);
-    }
-
-    /// The transaction of [`Store::charge_once`], without the flush.
-    fn charge_unflushed(&self, order: &ChargeOrder) -> Result<Charge, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let tree = self.tree(&order.period, TreeKind::State)?;
-        let outcome = tree.transaction(|tx| {
-            if let Some(previous) = tx.get(&order.idem_key)? {
-                return Ok(Charge::Replayed(previous.to_vec()));
-            }
-            let count = read_count(tx.get(&order.quota_key)?.as_deref());
-            if order.limit.is_some_and(|limit| count >= limit) {
-                return Err(ConflictableTransactionError::Abort(()));
-            }
-            tx.insert(order.quota_key.as_slice(), &(count + 1).to_be_bytes()[..])?;
-            tx.insert(order.idem_key.as_slice(), order.value.as_slice())?;
-            Ok(Charge::Charged)
-        });
-        match outcome {
-            Ok(charge) => Ok(charge),
-            Err(TransactionError::Abort(())) => Ok(Charge::OverQuota),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
-    }
-
-    /// See [`Store::durable`].
-    fn durable(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let ticket = self.commit.written.fetch_add(1, SeqCst) + 1;
-        if self.commit.flushed.load(SeqCst) >= ticket {
-            return Ok(());
-        }
-        let mut generation = self.commit.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.commit.flushed.load(SeqCst) >= ticket {
-            return Ok(());
-        }
-        // Every ticket up to `target` was taken after its write completed,
-        // so this flush covers all of them.
-        let target = self.commit.written.load(SeqCst);
-        let next = generation.flushed + 1;
-        self.db.insert(GENERATION_KEY, &next.to_be_bytes())?;
-        self.db.flush()?;
-        generation.flushed = next;
-        if let Some(file) = &generation.watermark {
-            write_watermark(file, next)?;
-        }
-        self.commit.flushed.fetch_max(target, SeqCst);
-        Ok(())
     }
 }
 

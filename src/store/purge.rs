@@ -1,5 +1,9 @@
-//! The purger: one thread at idle scheduling priority removes the entries
-//! of destroyed periods, one by one, in the background.
+//! The purger: one thread at idle scheduling priority purges destroyed
+//! periods in the background, one at a time, in the order queued. What a
+//! purge does is the engine's ([`PurgeWork`]): on PostgreSQL, dropping the
+//! period's partitions; on sled, what follows.
+//!
+//! sled's purge removes the entries of a period one by one.
 //!
 //! Removing entries one by one, not `Db::drop_tree`, is what bounds memory:
 //! sled 0.34's `drop_tree` holds every page of the tree until its walk
@@ -19,7 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::{Core, StoreError, TreeKind, tree_name};
+use super::sled_engine::{Core, tree_name};
+use super::{StoreError, TreeKind};
 use crate::ids::PeriodId;
 
 /// How often a long purge reports its progress to the log.
@@ -37,6 +42,16 @@ pub struct Purged {
 
 /// What a purge reports to whoever queued it, on the purge thread.
 pub type PurgeDone = Box<dyn FnOnce(Result<Purged, StoreError>) + Send>;
+
+/// One engine's purge of one period: asked `stop` before each step, with
+/// the number of entries removed so far.
+pub(super) type PurgeWork =
+    Box<dyn Fn(&PeriodId, &dyn Fn(usize) -> bool) -> Result<Purged, StoreError> + Send>;
+
+/// sled's purge, entry by entry (see the module docs).
+pub(super) fn on_sled(core: Core) -> PurgeWork {
+    Box::new(move |period, stop| purge(&core, period, stop))
+}
 
 struct Job {
     period: PeriodId,
@@ -86,7 +101,7 @@ impl std::fmt::Debug for Purger {
 }
 
 impl Purger {
-    pub(super) fn start(core: Core) -> Self {
+    pub(super) fn start(work: PurgeWork) -> Self {
         let (jobs, incoming) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let outstanding = Arc::new(Outstanding::default());
@@ -97,7 +112,7 @@ impl Purger {
             .name("blindpass-purge".into())
             .spawn(move || {
                 lower_priority();
-                run(&core, &incoming, &thread_stop, &thread_outstanding);
+                run(&work, &incoming, &thread_stop, &thread_outstanding);
             })
             .ok();
         Self {
@@ -149,11 +164,16 @@ fn lower_priority() {
     );
 }
 
-fn run(core: &Core, incoming: &mpsc::Receiver<Job>, stop: &AtomicBool, outstanding: &Outstanding) {
+fn run(
+    work: &PurgeWork,
+    incoming: &mpsc::Receiver<Job>,
+    stop: &AtomicBool,
+    outstanding: &Outstanding,
+) {
     while let Ok(job) = incoming.recv() {
-        // A panic inside sled must not leave a waiter blocked for ever.
+        // A panic inside the engine must not leave a waiter blocked for ever.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            purge(core, &job.period, |_| stop.load(Ordering::Relaxed))
+            work(&job.period, &|_| stop.load(Ordering::Relaxed))
         }))
         .unwrap_or(Err(StoreError::PurgeThread));
         // Nor a panic in the report: the count must still come down.
@@ -230,7 +250,7 @@ mod tests {
             store.put_record(&p, &ResidentId::generate(), b"x").unwrap();
         }
         assert_eq!(
-            purge(&store.core, &p, |removed| removed == 20).unwrap(),
+            purge(store.sled_core(), &p, |removed| removed == 20).unwrap(),
             Purged {
                 entries: 20,
                 complete: false
