@@ -1,5 +1,7 @@
-//! PostgreSQL ahead of the multi-node store (issue 15): the throwaway
-//! cluster the tests will use, and a spike of the SQL behind the quota rule.
+//! PostgreSQL: the store's PostgreSQL engine (round trips, the quota rule
+//! under racing threads, the purge, the single-node lock, migrations, the
+//! names it creates), the throwaway cluster the tests use, and the spike of
+//! the SQL behind the quota rule that chose the engine's charge.
 //!
 //! The rule: the quota charge and the idempotency entry commit in one
 //! transaction, so any number of nodes racing for one resident's passes
@@ -11,8 +13,8 @@
 //! that the race the tests set up is real. `spike_figures` prints what each
 //! costs; `docs/deployment.md` says which one the store will use and why.
 //!
-//! This is a spike: the store itself, its schema and its migrations are not
-//! built yet, and this SQL lives here until they are.
+//! The spike's SQL is its own (a schema of its own, in its own databases);
+//! the engine's tests at the end of this file run `blindpass::store`.
 
 mod common;
 
@@ -516,4 +518,332 @@ fn spike_figures() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The store's PostgreSQL engine, through `blindpass::store::Store`.
+
+use blindpass::ids::{PeriodId, ResidentId};
+use blindpass::store::{Charge, ChargeOrder, Store, StoreError};
+
+/// The engine on a fresh database, with a pool of `pool_size`.
+fn engine(db: &Database, pool_size: usize) -> Store {
+    Store::open_postgres(&db.conninfo(), pool_size).unwrap()
+}
+
+fn store_order(period: PeriodId, idem: &[u8], value: &[u8]) -> ChargeOrder {
+    ChargeOrder {
+        period,
+        idem_key: idem.to_vec(),
+        quota_key: b"q-resident".to_vec(),
+        limit: Some(2),
+        value: value.to_vec(),
+    }
+}
+
+#[test]
+fn the_engine_round_trips_records_index_and_state() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 4);
+    assert_eq!(store.engine_name(), "postgres");
+    let (p, other) = (PeriodId::generate(), PeriodId::generate());
+    let (id, id2) = (ResidentId::generate(), ResidentId::generate());
+
+    // Reads of a period with no data find nothing and create nothing.
+    assert!(store.record(&p, &id).unwrap().is_none());
+    assert!(store.state_get(&p, b"k").unwrap().is_none());
+    assert_eq!(store.record_count(&p).unwrap(), 0);
+    assert!(store.periods_present().is_empty());
+    assert!(store.tree_names().is_empty());
+
+    store.put_record(&p, &id, b"sealed one").unwrap();
+    store.put_record(&p, &id, b"sealed again").unwrap();
+    store.put_record(&p, &id2, b"sealed two").unwrap();
+    store.put_record(&other, &id, b"elsewhere").unwrap();
+    assert_eq!(store.record(&p, &id).unwrap().unwrap(), b"sealed again");
+    assert_eq!(store.record_count(&p).unwrap(), 2);
+    assert!(store.remove_record(&p, &id2).unwrap());
+    assert!(!store.remove_record(&p, &id2).unwrap());
+    assert_eq!(store.record_count(&p).unwrap(), 1);
+    assert_eq!(store.record(&other, &id).unwrap().unwrap(), b"elsewhere");
+
+    assert!(store.index_claim(&p, &[1; 32], b"a").unwrap());
+    assert!(!store.index_claim(&p, &[1; 32], b"b").unwrap());
+    assert_eq!(store.index_get(&p, &[1; 32]).unwrap().unwrap(), b"a");
+    store.index_remove(&p, &[1; 32]).unwrap();
+    assert!(store.index_get(&p, &[1; 32]).unwrap().is_none());
+
+    // State keys as the issuer writes them: a kind byte, then the key;
+    // the scan finds one kind, in key order, including 0xff bytes.
+    for key in [&b"s\x02"[..], b"s\x01", b"s\xff\xff", b"t\x00", b"r\xff"] {
+        store.state_insert(&p, key, key).unwrap();
+    }
+    let scanned: Vec<Vec<u8>> = store
+        .state_scan(&p, b"s")
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            assert_eq!(k, v);
+            k
+        })
+        .collect();
+    assert_eq!(scanned, [&b"s\x01"[..], b"s\x02", b"s\xff\xff"]);
+    assert_eq!(store.state_scan(&p, b"").unwrap().len(), 5);
+    store.state_remove(&p, b"s\x01").unwrap();
+    assert!(store.state_get(&p, b"s\x01").unwrap().is_none());
+    store
+        .state_insert(&p, b"count", &7u64.to_be_bytes())
+        .unwrap();
+    assert_eq!(store.state_counter(&p, b"count").unwrap(), 7);
+    assert_eq!(store.state_counter(&p, b"absent").unwrap(), 0);
+
+    let mut present = vec![p, other];
+    present.sort();
+    assert_eq!(store.periods_present(), present);
+    assert_eq!(store.tree_names().len(), 6);
+    store.probe().unwrap();
+    assert!(store.size_on_disk().unwrap() > 0);
+    store.durable().unwrap();
+}
+
+/// 64 threads, each with its own order against one quota of 2, released
+/// together: exactly two are charged.
+#[test]
+fn the_engine_grants_a_quota_of_2_to_exactly_2_of_64_racing_threads() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 32);
+    let p = PeriodId::generate();
+    let barrier = Arc::new(std::sync::Barrier::new(64));
+    let threads: Vec<_> = (0..64u32)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let idem = i.to_be_bytes();
+                barrier.wait();
+                store.charge_once(&store_order(p, &idem, &idem)).unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<Charge> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let charged = outcomes.iter().filter(|o| **o == Charge::Charged).count();
+    assert_eq!(charged, 2, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Charge::OverQuota).count(),
+        62
+    );
+    assert_eq!(store.state_counter(&p, b"q-resident").unwrap(), 2);
+}
+
+/// One order retried 16 times at once (a lost answer): charged once, and
+/// every retry gets the kept value back.
+#[test]
+fn the_engine_charges_16_concurrent_retries_of_one_order_once() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 16);
+    let p = PeriodId::generate();
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let threads: Vec<_> = (0..16u32)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let value = format!("copy {i}").into_bytes();
+                barrier.wait();
+                store
+                    .charge_once(&store_order(p, b"one order", &value))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<Charge> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let kept = store.state_get(&p, b"one order").unwrap().unwrap();
+    assert!(kept.starts_with(b"copy "));
+    let charged = outcomes.iter().filter(|o| **o == Charge::Charged).count();
+    assert_eq!(charged, 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        match outcome {
+            Charge::Charged => {}
+            Charge::Replayed(value) => assert_eq!(value, &kept),
+            Charge::OverQuota => panic!("a retry was refused"),
+        }
+    }
+    assert_eq!(store.state_counter(&p, b"q-resident").unwrap(), 1);
+}
+
+/// The queued charge (the issuance path's) answers without a thread
+/// waiting, and holds the same quota.
+#[test]
+fn the_engine_answers_queued_charges_with_the_same_rule() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 8);
+    let p = PeriodId::generate();
+    let outcomes = runtime().block_on(async {
+        let pending: Vec<_> = (0..20u32)
+            .map(|i| store.charge_once_queued(store_order(p, &i.to_be_bytes(), b"v")))
+            .collect();
+        let mut outcomes = Vec::new();
+        for one in pending {
+            outcomes.push(one.outcome().await.unwrap());
+        }
+        store.durable_queued().done().await.unwrap();
+        outcomes
+    });
+    let charged = outcomes.iter().filter(|o| **o == Charge::Charged).count();
+    assert_eq!(charged, 2);
+    assert_eq!(
+        store
+            .charge_once(&store_order(p, &0u32.to_be_bytes(), b"w"))
+            .unwrap(),
+        if outcomes[0] == Charge::Charged {
+            Charge::Replayed(b"v".to_vec())
+        } else {
+            Charge::OverQuota
+        }
+    );
+}
+
+/// The purge drops the period's partitions (one `DROP TABLE` each) and its
+/// `periods` row, and leaves the other period alone; reads after it find
+/// nothing and bring nothing back.
+#[test]
+fn the_engine_purge_drops_the_partitions() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 4);
+    let (p, keep) = (PeriodId::generate(), PeriodId::generate());
+    for _ in 0..5 {
+        store.put_record(&p, &ResidentId::generate(), b"x").unwrap();
+    }
+    store.index_claim(&p, &[3; 32], b"r").unwrap();
+    store.state_insert(&p, b"s", b"session").unwrap();
+    store
+        .put_record(&keep, &ResidentId::generate(), b"y")
+        .unwrap();
+    let partitions_of = |period: &PeriodId| {
+        db.sql(&format!(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_p{period}'"
+        ))
+    };
+    assert_eq!(partitions_of(&p), "3");
+
+    assert_eq!(store.purge_period(&p).unwrap(), 7);
+    assert_eq!(partitions_of(&p), "0");
+    assert_eq!(partitions_of(&keep), "3");
+    assert_eq!(store.periods_present(), vec![keep]);
+    assert!(store.state_get(&p, b"s").unwrap().is_none());
+    assert_eq!(store.record_count(&p).unwrap(), 0);
+    assert_eq!(partitions_of(&p), "0");
+    // Purging it again (a restart's recovery) removes nothing and fails not.
+    assert_eq!(store.purge_period(&p).unwrap(), 0);
+
+    store.purge_period(&keep).unwrap();
+    assert!(store.periods_present().is_empty());
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_tables WHERE tablename ~ '_p[0-9a-f]{32}$'"),
+        "0"
+    );
+    // A write after the purge starts the period afresh.
+    store.state_insert(&p, b"s", b"again").unwrap();
+    assert_eq!(store.periods_present(), vec![p]);
+}
+
+/// One node per database: a second open while the first holds the
+/// database is refused, and succeeds once the first is closed.
+#[test]
+fn a_second_node_on_the_same_database_is_refused() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let first = engine(&db, 2);
+    let refused = Store::open_postgres(&db.conninfo(), 2).unwrap_err();
+    assert!(matches!(refused, StoreError::OtherNode), "{refused:?}");
+    assert!(
+        refused
+            .to_string()
+            .contains("another blindpass node uses this database"),
+        "{refused}"
+    );
+    // Another database of the same cluster is another node's to take.
+    let other = postgres::database().unwrap();
+    drop(engine(&other, 2));
+    drop(first);
+    engine(&db, 2).probe().unwrap();
+}
+
+/// A database migrated by a newer build is refused, and left as it was.
+#[test]
+fn a_schema_newer_than_the_code_is_refused() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    drop(engine(&db, 1));
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "1");
+    db.sql("INSERT INTO schema_migrations (version) VALUES (99)");
+    let refused = Store::open_postgres(&db.conninfo(), 1).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::SchemaTooNew {
+                found: 99,
+                known: 1
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("newer"), "{refused}");
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "2");
+}
+
+/// Every table and index the engine creates is named by a fixed word,
+/// optionally followed by `_p` and a period id in hex (and `_pkey`):
+/// nothing else, and nothing personal, reaches the catalog.
+#[test]
+fn table_and_index_names_carry_only_fixed_prefixes_and_period_ids() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 4);
+    for _ in 0..2 {
+        let p = PeriodId::generate();
+        store.put_record(&p, &ResidentId::generate(), b"x").unwrap();
+        store.index_claim(&p, &[4; 32], b"r").unwrap();
+        store
+            .charge_once(&store_order(p, b"DOC00000007", b"Resident DOC00000007"))
+            .unwrap();
+    }
+    let names = db.sql(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' ORDER BY 1",
+    );
+    let fixed = [
+        "schema_migrations",
+        "periods",
+        "records",
+        "doc_index",
+        "state",
+    ];
+    let mut partitions = 0;
+    for name in names.lines() {
+        let base = name.strip_suffix("_pkey").unwrap_or(name);
+        let table = match base.rsplit_once("_p") {
+            Some((table, id)) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                assert!(PeriodId::parse(id).is_some(), "{name}");
+                partitions += 1;
+                table
+            }
+            _ => base,
+        };
+        assert!(fixed.contains(&table), "unexpected name {name}");
+        assert!(!name.contains("DOC"), "{name}");
+    }
+    // Three partitions and their three keys for each of the two periods.
+    assert_eq!(partitions, 12, "{names}");
 }
