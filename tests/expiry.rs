@@ -14,7 +14,7 @@ use blindpass::crypto::kdf::Argon2Params;
 use blindpass::crypto::secret::Passphrase;
 use blindpass::issuer::resident::PersonalData;
 use blindpass::issuer::{Authority, AuthorityConfig, IssuerError};
-use common::{ADMIN, START, TestServer, files_containing};
+use common::{ADMIN, START, TestServer};
 use time::Duration;
 use time::macros::date;
 
@@ -109,7 +109,7 @@ fn a_thousand_residents_are_gone_one_tick_after_the_deadline() {
         .expect("the audit log shows the destruction");
     assert!((0..=5).contains(&destroyed), "late by {destroyed} s");
     assert!(entries.iter().any(|e| matches!(&e.event, Event::RecordsPurged { period: p, entries } if *p == period && *entries >= 1000)));
-    assert!(files_containing(server.dir.path(), canary.as_bytes()).is_empty());
+    assert!(server.stored_files_containing(canary.as_bytes()).is_empty());
     // The session died with the period.
     assert_eq!(
         server

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use blindpass::crypto::blind::IssuerPublicKey;
 use blindpass::protocol::token::Token;
-use common::{TestServer, files_containing};
+use common::TestServer;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -78,25 +78,37 @@ fn the_issuer_keeps_and_logs_nothing_that_links_a_pass_to_a_person() {
     let logs = logs.0.lock().unwrap().clone();
     assert!(contains(&logs, b"/token-request"), "the log capture works");
 
-    // The checks can fail: the scanner finds bytes that are there.
+    // The checks can fail: the scanner finds bytes that are there, in the
+    // data directory and (on PostgreSQL) in the database's files.
     let dir = server.dir.path();
     let marker = dir.join("scanner-self-test");
     std::fs::write(&marker, tokens[0].nonce).unwrap();
-    assert_eq!(files_containing(dir, &tokens[0].nonce).len(), 1);
+    assert_eq!(server.stored_files_containing(&tokens[0].nonce).len(), 1);
     std::fs::remove_file(&marker).unwrap();
+    if let Some(database) = &server.database {
+        let planted = b"scanner self-test in the database";
+        database.sql(&format!(
+            "CREATE TABLE scanner_self_test (x bytea); \
+             INSERT INTO scanner_self_test VALUES ('\\x{}')",
+            hex::encode(planted)
+        ));
+        assert!(!server.stored_files_containing(planted).is_empty());
+    }
 
     for token in &tokens {
         assert!(
-            files_containing(dir, &token.nonce).is_empty(),
+            server.stored_files_containing(&token.nonce).is_empty(),
             "nonce on disk"
         );
         assert!(
-            files_containing(dir, &token.authenticator[..32]).is_empty(),
+            server
+                .stored_files_containing(&token.authenticator[..32])
+                .is_empty(),
             "signature on disk"
         );
         let mut pairing = token.token_key_id.0.to_vec();
         pairing.extend_from_slice(&token.nonce);
-        assert!(files_containing(dir, &pairing).is_empty());
+        assert!(server.stored_files_containing(&pairing).is_empty());
         let encoded = token.encode();
         assert!(!contains(&logs, &token.nonce));
         assert!(!contains(&logs, hex::encode(token.nonce).as_bytes()));
@@ -113,7 +125,7 @@ fn the_issuer_keeps_and_logs_nothing_that_links_a_pass_to_a_person() {
     for value in &personal {
         assert!(!contains(&logs, value.as_bytes()), "personal data in logs");
         assert!(
-            files_containing(dir, value.as_bytes()).is_empty(),
+            server.stored_files_containing(value.as_bytes()).is_empty(),
             "personal data on disk"
         );
     }

@@ -27,6 +27,11 @@ use serde_json::json;
 /// crash after the answer forgets the charge and the quota grants again.
 #[test]
 fn a_replayed_pass_waits_for_the_durability_of_its_charge() {
+    if common::skip_unless_sled(
+        "it holds sled's flushes; a PostgreSQL commit is durable when it returns",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     server.enrol("REPLAY001", None);
     let session = server.login("REPLAY001");
@@ -228,6 +233,9 @@ fn accepted_losses(authority: &Authority) -> Vec<String> {
 /// until the operator accepts the loss, which the audit log records.
 #[test]
 fn a_missing_store_is_refused_until_the_loss_is_accepted() {
+    if common::skip_unless_sled("it removes sled's directory to check the generation watermark") {
+        return;
+    }
     let (dir, clock) = directory_with(2);
     let sled = DataDir::new(dir.path()).sled();
     std::fs::remove_dir_all(&sled).unwrap();
@@ -248,6 +256,9 @@ fn a_missing_store_is_refused_until_the_loss_is_accepted() {
 /// state; the generation check turns that into a refusal.
 #[test]
 fn a_truncated_or_damaged_store_is_refused() {
+    if common::skip_unless_sled("it truncates and damages sled's files") {
+        return;
+    }
     for damage in ["truncate", "flip"] {
         let (dir, clock) = directory_with(5);
         let db = DataDir::new(dir.path()).sled().join("db");
@@ -279,6 +290,9 @@ fn a_truncated_or_damaged_store_is_refused() {
 /// file of the store changes.
 #[test]
 fn an_audit_log_refusal_leaves_the_store_untouched() {
+    if common::skip_unless_sled("it compares sled's files before and after") {
+        return;
+    }
     let (dir, clock) = directory_with(3);
     let layout = DataDir::new(dir.path());
     let log = layout.audit_log();
@@ -328,6 +342,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
 /// panic, and starts nothing.
 #[test]
 fn serve_refuses_with_a_hint() {
+    if common::skip_unless_sled("it removes sled's directory under `serve`") {
+        return;
+    }
     let (dir, _clock) = directory_with(1);
     let layout = DataDir::new(dir.path());
     // A server that starts instead of refusing is killed after a while, and

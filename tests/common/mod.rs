@@ -1,5 +1,10 @@
 //! A real issuer on 127.0.0.1:0 with a temporary data directory and an
 //! injected clock, for integration tests that talk HTTP.
+//!
+//! The store's engine comes from `BLINDPASS_TEST_STORE`: unset (or `sled`),
+//! sled in the data directory; `postgres`, a fresh database per server in
+//! the throwaway cluster of [`postgres`] (which must then be installed). A
+//! test that only makes sense on sled asks [`skip_unless_sled`].
 
 #![allow(dead_code)]
 
@@ -22,6 +27,7 @@ use blindpass::service::{
     AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, RunningService, Service,
     ServiceConfig,
 };
+use blindpass::store::StoreSpec;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -36,6 +42,55 @@ pub struct TestServer {
     pub authority: Arc<Authority>,
     pub url: String,
     service: Option<RunningService>,
+    /// The server's database when the tests run on PostgreSQL; dropped
+    /// after the service has stopped.
+    pub database: Option<postgres::Database>,
+}
+
+/// The engine the integration tests run on, from `BLINDPASS_TEST_STORE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStore {
+    Sled,
+    Postgres,
+}
+
+pub fn test_store() -> TestStore {
+    match std::env::var("BLINDPASS_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sled") => TestStore::Sled,
+        Ok("postgres") => TestStore::Postgres,
+        Ok(other) => panic!("BLINDPASS_TEST_STORE={other:?}: use \"sled\" or \"postgres\""),
+    }
+}
+
+/// True (after saying why on stderr) when the tests run on another engine
+/// than sled: for a test that inspects sled's files or holds its flushes.
+pub fn skip_unless_sled(why: &str) -> bool {
+    if test_store() == TestStore::Sled {
+        return false;
+    }
+    eprintln!("skipped on BLINDPASS_TEST_STORE=postgres: {why}");
+    true
+}
+
+/// A fresh database for one server and the spec that opens it, or sled.
+pub fn store_for_test() -> (StoreSpec, Option<postgres::Database>) {
+    match test_store() {
+        TestStore::Sled => (StoreSpec::Sled, None),
+        TestStore::Postgres => {
+            if postgres::installed().is_none() {
+                panic!(
+                    "BLINDPASS_TEST_STORE=postgres, but PostgreSQL is not installed \
+                     (`apt-get install postgresql`, or run .ci/run)"
+                );
+            }
+            let database = postgres::database().expect("a database in the throwaway cluster");
+            let spec = StoreSpec::Postgres {
+                url: database.conninfo(),
+                pool_size: 8,
+            };
+            (spec, Some(database))
+        }
+    }
 }
 
 impl TestServer {
@@ -54,6 +109,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (store_spec, database) = store_for_test();
         let service = Service::start(ServiceConfig {
             data_dir: dir.path().to_owned(),
             master: MasterSource::Passphrase {
@@ -62,6 +118,7 @@ impl TestServer {
             },
             authority: AuthorityConfig {
                 key_horizon_days: 3,
+                store_spec,
                 ..AuthorityConfig::default()
             },
             clock: Arc::new(clock.clone()),
@@ -80,13 +137,41 @@ impl TestServer {
             witnesses: None,
         })
         .unwrap();
+        let engine = match test_store() {
+            TestStore::Sled => "sled",
+            TestStore::Postgres => "postgres",
+        };
+        assert_eq!(service.authority().store().engine_name(), engine);
         Self {
             dir,
             clock,
             authority: service.authority().clone(),
             url: format!("http://{}", service.local_addr()),
             service: Some(service),
+            database,
         }
+    }
+
+    /// The directories that hold what the server stored: the data
+    /// directory, and on PostgreSQL the cluster's files too, after a
+    /// checkpoint has written every page out (for scans of what reached
+    /// the disk).
+    pub fn stored_dirs(&self) -> Vec<std::path::PathBuf> {
+        let mut dirs = vec![self.dir.path().to_owned()];
+        if let Some(database) = &self.database {
+            database.sql("CHECKPOINT");
+            dirs.push(database.cluster().data_dir());
+        }
+        dirs
+    }
+
+    /// Every file under [`TestServer::stored_dirs`] whose bytes contain
+    /// `needle`.
+    pub fn stored_files_containing(&self, needle: &[u8]) -> Vec<String> {
+        self.stored_dirs()
+            .iter()
+            .flat_map(|dir| files_containing(dir, needle))
+            .collect()
     }
 
     pub fn agent(&self) -> ureq::Agent {
@@ -258,6 +343,10 @@ pub fn event_kinds(authority: &Authority) -> Vec<String> {
 
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    // A searcher built with the optimised dependencies: a naive window
+    // scan in the unoptimised test crate takes minutes over a cluster's
+    // files.
+    let searcher = aho_corasick::AhoCorasick::new([needle]).unwrap();
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -266,7 +355,7 @@ pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
+                if searcher.is_match(&bytes) {
                     hits.push(path.display().to_string());
                 }
             }

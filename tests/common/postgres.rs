@@ -119,6 +119,11 @@ impl Cluster {
         self.port
     }
 
+    /// The cluster's data directory (its tables' files and its WAL).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Runs `statement` in `database` with `psql`, as the superuser.
     pub fn sql(&self, database: &str, statement: &str) -> String {
         let out = run(self
