@@ -847,3 +847,46 @@ fn table_and_index_names_carry_only_fixed_prefixes_and_period_ids() {
     // Three partitions and their three keys for each of the two periods.
     assert_eq!(partitions, 12, "{names}");
 }
+
+/// `blindpass serve --store <conninfo>` runs on the database (its schema
+/// applied), and a second node started on the same database refuses, with
+/// a message and a hint, while the first runs.
+#[test]
+fn serve_runs_on_postgres_and_a_second_node_is_refused() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let serve = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_blindpass"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .args(["--key-horizon-days", "1", "--store", &db.conninfo()])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = serve(dirs.0.path());
+    let stdout = first.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let listening = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+    assert!(listening.contains("listening"), "{listening:?}");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "1");
+
+    let second = serve(dirs.1.path()).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another blindpass node"), "{stderr}");
+    assert!(stderr.contains("hint: several nodes"), "{stderr}");
+
+    let _ = first.kill();
+    let _ = first.wait();
+}

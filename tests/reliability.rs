@@ -387,3 +387,43 @@ fn serve_refuses_with_a_hint() {
     assert!(stderr.contains("--accept-store-loss"), "{stderr}");
     assert!(!layout.sled().exists());
 }
+
+/// `serve --store` with a value it cannot read, or a PostgreSQL database it
+/// cannot reach, exits with a message and a hint, never echoing the
+/// connection string (it may hold a password).
+#[test]
+fn serve_refuses_a_bad_or_unreachable_store_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |store: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_blindpass"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--key-horizon-days", "0"])
+            .args(["--store", store])
+            .env("BLINDPASS_PASSPHRASE", PASS)
+            .stdout(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = serve("mysql://root:hunter2@db/blindpass");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--store postgres://"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let nowhere = dir.path().join("no-server-here");
+    let (code, stderr) = serve(&format!(
+        "host={} dbname=blindpass password=hunter2",
+        nowhere.display()
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("the PostgreSQL store failed"), "{stderr}");
+    assert!(
+        stderr.contains("check that the server is running"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

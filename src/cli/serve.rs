@@ -23,7 +23,7 @@ use crate::service::{
     ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, Service,
     ServiceConfig, ServiceError,
 };
-use crate::store::{StoreConfig, StoreError};
+use crate::store::{StoreConfig, StoreError, StoreSpec};
 use crate::vault::VaultError;
 use crate::vault::fsutil;
 use crate::vault::pkcs11::TokenUri;
@@ -43,6 +43,23 @@ pub struct ServeArgs {
     /// Data directory (created on first start).
     #[arg(long, env = "BLINDPASS_DATA_DIR", default_value = "blindpass-data")]
     pub data_dir: PathBuf,
+    /// Where the per-period data lives (records, index, sessions, quotas):
+    /// `sled`, in the data directory; or a PostgreSQL database,
+    /// `postgres://user@host/dbname` (also `postgresql://…` or a libpq
+    /// conninfo `host=… dbname=…`). One node per database for now: the key
+    /// ring and the audit log stay in the data directory. See
+    /// docs/deployment.md.
+    #[arg(
+        long,
+        env = "BLINDPASS_STORE",
+        default_value = "sled",
+        value_name = "sled|postgres://…",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// Connections in the PostgreSQL pool (with --store postgres://…).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub store_pool_size: usize,
     /// Address to listen on.
     #[arg(long, env = "BLINDPASS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -179,6 +196,34 @@ fn passphrase(args: &ServeArgs) -> anyhow::Result<Passphrase> {
     .into())
 }
 
+/// The store's engine from `--store` and `--store-pool-size`. The value
+/// is never echoed: a connection string may hold a password.
+fn store_spec(args: &ServeArgs) -> anyhow::Result<StoreSpec> {
+    let value = args.store.trim();
+    if value == "sled" {
+        return Ok(StoreSpec::Sled);
+    }
+    if args.store_pool_size == 0 {
+        return Err(CliError::new(
+            "--store-pool-size must be at least 1",
+            "leave it out for the default (16)",
+        )
+        .into());
+    }
+    let looks_like_postgres = value.starts_with("postgres://")
+        || value.starts_with("postgresql://")
+        || value.contains('=');
+    match looks_like_postgres.then(|| StoreSpec::postgres(value, args.store_pool_size)) {
+        Some(Ok(spec)) => Ok(spec),
+        _ => Err(CliError::new(
+            "--store is neither `sled` nor a PostgreSQL connection string it can read",
+            "use --store sled (the default), --store postgres://user@host/dbname, or a \
+             libpq conninfo such as --store 'host=/run/postgresql dbname=blindpass'",
+        )
+        .into()),
+    }
+}
+
 /// The HTTP limits: `blindpass serve`'s defaults, with the flags applied.
 fn http_config(args: &ServeArgs) -> anyhow::Result<HttpConfig> {
     if args.rate_burst == 0 || !args.rate_per_s.is_finite() || args.rate_per_s <= 0.0 {
@@ -307,6 +352,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(arenas, tunables, "malloc arenas");
     tracing::info!(core_dumps, "core dumps");
     let http = http_config(&args)?;
+    let store_spec = store_spec(&args)?;
     // With the master key in a token there is no passphrase to ask for.
     let (master, token) = match args.master.as_deref() {
         Some(spec) => {
@@ -335,6 +381,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         issuer_name: args.issuer_name.clone(),
         issuer_request_uri: format!("{public_url}/token-request"),
         key_horizon_days: args.key_horizon_days,
+        store_spec,
         store: StoreConfig {
             cache_bytes: args.cache_mib * 1024 * 1024,
         },
@@ -440,6 +487,24 @@ fn refusal(error: ServiceError, token: Option<&TokenUri>) -> anyhow::Error {
             "restore sled/ and sled.generation from a backup taken together",
         )
         .into(),
+        IssuerError::Store(StoreError::OtherNode) => CliError::new(
+            "refusing to start: another blindpass node uses this PostgreSQL database",
+            "several nodes on one database are not supported yet: stop the other node, \
+             or give this one a database of its own",
+        )
+        .into(),
+        IssuerError::Store(e @ StoreError::SchemaTooNew { .. }) => CliError::new(
+            format!("refusing to start: {e}"),
+            "run the blindpass version that migrated the database, or restore the \
+             database from a backup taken before the upgrade",
+        )
+        .into(),
+        IssuerError::Store(StoreError::Postgres(what)) => CliError::new(
+            format!("refusing to start: the PostgreSQL store failed ({what})"),
+            "check that the server is running and reachable and that --store names the \
+             database, its user and host (postgres://user@host/dbname); nothing was served",
+        )
+        .into(),
         IssuerError::Audit(crate::audit::AuditError::Corrupt(damage)) => CliError::new(
             format!("refusing to start: {damage}"),
             "nothing was changed; restore audit/entries.log from a backup or a mirror \
@@ -541,6 +606,9 @@ mod tests {
             ("hyper", "proto", Level::DEBUG, false),
             ("h2", "codec", Level::TRACE, false),
             ("tokio", "runtime", Level::DEBUG, false),
+            // tokio-postgres prints statements' parameters at debug.
+            ("tokio_postgres", "query", Level::DEBUG, false),
+            ("tokio_postgres", "connection", Level::INFO, true),
         ] {
             let target = if module.is_empty() {
                 krate.to_owned()
@@ -553,6 +621,34 @@ mod tests {
                 "{target} at {level}"
             );
         }
+    }
+
+    #[test]
+    fn store_takes_sled_or_a_postgres_connection_string() {
+        assert_eq!(store_spec(&parse(&[])).unwrap(), StoreSpec::Sled);
+        for url in [
+            "postgres://blindpass@db.example/blindpass",
+            "postgresql://blindpass:secret@db.example:5433/blindpass",
+            "host=/run/postgresql dbname=blindpass",
+        ] {
+            let spec = store_spec(&parse(&["--store", url, "--store-pool-size", "4"])).unwrap();
+            assert_eq!(
+                spec,
+                StoreSpec::Postgres {
+                    url: url.into(),
+                    pool_size: 4
+                }
+            );
+            // A connection string may hold a password: never printed.
+            assert!(!format!("{spec:?}").contains("secret"));
+        }
+        for bad in ["mysql://db/x", "sled:", "postgres://[", "host='unclosed"] {
+            let refused = store_spec(&parse(&["--store", bad])).unwrap_err();
+            let refused = refused.downcast_ref::<CliError>().unwrap();
+            assert!(refused.hint.as_deref().unwrap().contains("--store sled"));
+            assert!(!refused.message.contains(bad), "{}", refused.message);
+        }
+        assert!(store_spec(&parse(&["--store", "host=x", "--store-pool-size", "0"])).is_err());
     }
 
     #[test]

@@ -212,6 +212,19 @@ pub enum StoreSpec {
     },
 }
 
+impl StoreSpec {
+    /// A PostgreSQL spec, if `url` is a connection string the client
+    /// accepts (`postgres://…`, `postgresql://…` or `host=… dbname=…`);
+    /// nothing is connected yet.
+    pub fn postgres(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        postgres::check_conninfo(url)?;
+        Ok(Self::Postgres {
+            url: url.to_owned(),
+            pool_size,
+        })
+    }
+}
+
 impl std::fmt::Debug for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

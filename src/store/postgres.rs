@@ -86,8 +86,9 @@ pub(super) fn partition_name(table: &str, period: &PeriodId) -> String {
 }
 
 /// A server refusal by its SQLSTATE code; anything else (a connection
-/// failure, a closed connection) by tokio-postgres's text, which quotes no
-/// parameter when the error is not the server's.
+/// failure, a closed connection) by tokio-postgres's text and its cause
+/// (an I/O error, say), which quote no parameter when the error is not
+/// the server's.
 fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| StoreError::Postgres(describe(what, &e))
 }
@@ -96,7 +97,10 @@ fn describe(what: &str, e: &tokio_postgres::Error) -> String {
     match e.code() {
         Some(code) => format!("{what}: refused by the server (SQLSTATE {})", code.code()),
         None if e.as_db_error().is_some() => format!("{what}: refused by the server"),
-        None => format!("{what}: {e}"),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{what}: {e}: {cause}"),
+            None => format!("{what}: {e}"),
+        },
     }
 }
 
@@ -106,6 +110,21 @@ fn pool_failed(e: PoolError) -> StoreError {
         PoolError::Timeout(_) => StoreError::Postgres("no pooled connection in time".into()),
         _ => StoreError::Postgres("the connection pool failed".into()),
     }
+}
+
+/// The connection string as the client reads it; the error never quotes
+/// it (it may hold a password).
+fn conninfo(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    url.parse().map_err(|_| {
+        StoreError::Postgres(
+            "the connection string is not a postgres:// URL or a libpq conninfo".into(),
+        )
+    })
+}
+
+/// Whether `url` is a connection string the client accepts.
+pub(super) fn check_conninfo(url: &str) -> Result<(), StoreError> {
+    conninfo(url).map(drop)
 }
 
 /// The PostgreSQL database of one issuer.
@@ -157,11 +176,7 @@ fn wait_on<T: Send + 'static>(
 impl PgStore {
     /// Connects, takes the node lock, applies the migrations.
     pub(super) fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
-            StoreError::Postgres(
-                "the connection string is not a postgres:// URL or a libpq conninfo".into(),
-            )
-        })?;
+        let mut config = conninfo(url)?;
         config.application_name("blindpass");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
