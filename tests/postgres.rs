@@ -526,9 +526,13 @@ fn spike_figures() {
 use blindpass::ids::{PeriodId, ResidentId};
 use blindpass::store::{Charge, ChargeOrder, Store, StoreError};
 
+/// The issuer the engine's tests open their databases as (an audit log
+/// key, in the issuer).
+const OWNER: &str = "blindpass.local/audit+0123abcd+test";
+
 /// The engine on a fresh database, with a pool of `pool_size`.
 fn engine(db: &Database, pool_size: usize) -> Store {
-    Store::open_postgres(&db.conninfo(), pool_size).unwrap()
+    Store::open_postgres(&db.conninfo(), pool_size, OWNER).unwrap()
 }
 
 fn store_order(period: PeriodId, idem: &[u8], value: &[u8]) -> ChargeOrder {
@@ -763,7 +767,7 @@ fn a_second_node_on_the_same_database_is_refused() {
         return;
     };
     let first = engine(&db, 2);
-    let refused = Store::open_postgres(&db.conninfo(), 2).unwrap_err();
+    let refused = Store::open_postgres(&db.conninfo(), 2, OWNER).unwrap_err();
     assert!(matches!(refused, StoreError::OtherNode), "{refused:?}");
     assert!(
         refused
@@ -778,6 +782,23 @@ fn a_second_node_on_the_same_database_is_refused() {
     engine(&db, 2).probe().unwrap();
 }
 
+/// A database is one data directory's: another issuer (another audit log
+/// key) is refused, even once the first has stopped.
+#[test]
+fn a_database_of_another_data_directory_is_refused() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 1);
+    let p = PeriodId::generate();
+    store.state_insert(&p, b"k", b"v").unwrap();
+    drop(store);
+    let refused = Store::open_postgres(&db.conninfo(), 1, "another/audit+key").unwrap_err();
+    assert!(matches!(refused, StoreError::OtherIssuer), "{refused:?}");
+    // Nothing was purged or changed.
+    assert_eq!(engine(&db, 1).periods_present(), vec![p]);
+}
+
 /// A database migrated by a newer build is refused, and left as it was.
 #[test]
 fn a_schema_newer_than_the_code_is_refused() {
@@ -787,7 +808,7 @@ fn a_schema_newer_than_the_code_is_refused() {
     drop(engine(&db, 1));
     assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "1");
     db.sql("INSERT INTO schema_migrations (version) VALUES (99)");
-    let refused = Store::open_postgres(&db.conninfo(), 1).unwrap_err();
+    let refused = Store::open_postgres(&db.conninfo(), 1, OWNER).unwrap_err();
     assert!(
         matches!(
             refused,
@@ -825,6 +846,7 @@ fn table_and_index_names_carry_only_fixed_prefixes_and_period_ids() {
     );
     let fixed = [
         "schema_migrations",
+        "owner",
         "periods",
         "records",
         "doc_index",

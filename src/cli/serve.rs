@@ -493,6 +493,12 @@ fn refusal(error: ServiceError, token: Option<&TokenUri>) -> anyhow::Error {
              or give this one a database of its own",
         )
         .into(),
+        IssuerError::Store(StoreError::OtherIssuer) => CliError::new(
+            "refusing to start: this PostgreSQL database holds another data directory's data",
+            "each data directory has a database of its own: give --store the one this data \
+             directory was started with, or a new empty database",
+        )
+        .into(),
         IssuerError::Store(e @ StoreError::SchemaTooNew { .. }) => CliError::new(
             format!("refusing to start: {e}"),
             "run the blindpass version that migrated the database, or restore the \

@@ -243,9 +243,12 @@ impl Authority {
                 config.store,
                 config.accept_store_loss,
             )?,
-            StoreSpec::Postgres { url, pool_size } => {
-                (Store::open_postgres(url, *pool_size)?, None)
-            }
+            // The database is bound to this data directory by the audit
+            // log's (public) key.
+            StoreSpec::Postgres { url, pool_size } => (
+                Store::open_postgres(url, *pool_size, &journal.verifier_key())?,
+                None,
+            ),
         };
         tracing::info!(engine = store.engine_name(), "store open");
         if let Some(loss) = loss {

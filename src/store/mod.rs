@@ -68,6 +68,13 @@ pub enum StoreError {
         "storage: another blindpass node uses this database; several nodes are not supported yet"
     )]
     OtherNode,
+    /// The database holds another issuer's data (another data directory,
+    /// told by its audit log's key).
+    #[error(
+        "storage: this PostgreSQL database holds the data of another data directory \
+         (another audit log key)"
+    )]
+    OtherIssuer,
     /// The database's schema is newer than this build knows.
     #[error(
         "storage: the database's schema is at version {found}, newer than this build's \
@@ -300,12 +307,14 @@ impl Store {
 
     /// Opens the PostgreSQL database at `url` (a libpq connection string)
     /// with a pool of `pool_size` connections: takes the node lock
-    /// ([`StoreError::OtherNode`] if another process holds it), then
-    /// applies the schema's migrations ([`StoreError::SchemaTooNew`] if the
-    /// database is ahead of this build).
-    pub fn open_postgres(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    /// ([`StoreError::OtherNode`] if another process holds it), applies
+    /// the schema's migrations ([`StoreError::SchemaTooNew`] if the
+    /// database is ahead of this build), and checks that the database is
+    /// `owner`'s, claiming it if it is nobody's ([`StoreError::OtherIssuer`]
+    /// if not). `owner` is public: the issuer passes its audit log's key.
+    pub fn open_postgres(url: &str, pool_size: usize, owner: &str) -> Result<Self, StoreError> {
         Ok(Self {
-            engine: Engine::Postgres(postgres::PgStore::open(url, pool_size)?),
+            engine: Engine::Postgres(postgres::PgStore::open(url, pool_size, owner)?),
         })
     }
 

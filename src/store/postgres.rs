@@ -48,6 +48,12 @@ const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
 const MIGRATIONS: &[(i32, &str)] = &[(
     1,
     "
+    -- The issuer whose data this is, by its audit log's public key: one
+    -- database per data directory (the key ring is still there).
+    CREATE TABLE owner (
+        one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+        log_key text    NOT NULL
+    );
     -- One row per period the store has data for.
     CREATE TABLE periods (
         id bytea PRIMARY KEY
@@ -174,8 +180,9 @@ fn wait_on<T: Send + 'static>(
 }
 
 impl PgStore {
-    /// Connects, takes the node lock, applies the migrations.
-    pub(super) fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    /// Connects, takes the node lock, applies the migrations, and checks
+    /// that the database is `owner`'s (claiming an unowned one).
+    pub(super) fn open(url: &str, pool_size: usize, owner: &str) -> Result<Self, StoreError> {
         let mut config = conninfo(url)?;
         config.application_name("blindpass");
         if config.get_connect_timeout().is_none() {
@@ -188,7 +195,7 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Postgres(format!("starting the engine's runtime: {e}")))?;
         let handle = runtime.handle().clone();
-        let node = wait_on(&handle, lock_node(config.clone()))?;
+        let node = wait_on(&handle, lock_node(config.clone(), owner.to_owned()))?;
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -691,8 +698,8 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Connects the node lock's connection, takes the lock (waiting up to
-/// [`NODE_LOCK_WAIT`]), and applies the migrations on it.
-async fn lock_node(config: tokio_postgres::Config) -> Result<Client, StoreError> {
+/// [`NODE_LOCK_WAIT`]), applies the migrations on it, and checks the owner.
+async fn lock_node(config: tokio_postgres::Config, owner: String) -> Result<Client, StoreError> {
     let (mut client, connection) = config
         .connect(NoTls)
         .await
@@ -718,6 +725,24 @@ async fn lock_node(config: tokio_postgres::Config) -> Result<Client, StoreError>
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     migrate(&mut client).await?;
+    // A data directory started on another's database would purge, at its
+    // recovery, every period its own ring does not know.
+    let what = "checking the database's owner";
+    client
+        .execute(
+            "INSERT INTO owner (log_key) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&owner],
+        )
+        .await
+        .map_err(failed(what))?;
+    let found: String = client
+        .query_one("SELECT log_key FROM owner", &[])
+        .await
+        .map_err(failed(what))?
+        .get(0);
+    if found != owner {
+        return Err(StoreError::OtherIssuer);
+    }
     Ok(client)
 }
 
