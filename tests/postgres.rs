@@ -912,3 +912,77 @@ fn serve_runs_on_postgres_and_a_second_node_is_refused() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+/// The engine's figures (run alone: `cargo test --test postgres
+/// engine_figures -- --ignored --nocapture`): charges through the
+/// synchronous `Store` call from 16 threads, and the purge of a period of
+/// `BLINDPASS_PG_PURGE_ROWS` records (a million by default, written by SQL
+/// for speed, 200 bytes each as a sealed record is about).
+#[test]
+#[ignore = "a measurement, not a check: run it alone with --ignored --nocapture"]
+fn engine_figures() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 16);
+    let p = PeriodId::generate();
+    let n = 2_000u32;
+    let next = Arc::new(AtomicU32::new(0));
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, next) = (store.clone(), next.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    // Kind bytes as the issuer's ('q' counters, 'i' entries).
+                    let order = ChargeOrder {
+                        quota_key: [&b"q"[..], &(i % 500).to_be_bytes()].concat(),
+                        limit: None,
+                        ..store_order(p, &[&b"i"[..], &i.to_be_bytes()].concat(), b"signature")
+                    };
+                    assert_eq!(store.charge_once(&order).unwrap(), Charge::Charged);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    eprintln!(
+        "engine: {n} charges over 500 counters from 16 threads: {:.0}/s",
+        f64::from(n) / t0.elapsed().as_secs_f64()
+    );
+
+    let rows: u64 = std::env::var("BLINDPASS_PG_PURGE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let big = PeriodId::generate();
+    store
+        .put_record(&big, &ResidentId::generate(), b"x")
+        .unwrap();
+    let t0 = Instant::now();
+    db.sql(&format!(
+        "INSERT INTO records (period, resident, sealed) \
+         SELECT '\\x{big}'::bytea, int8send(g), convert_to(repeat('x', 200), 'UTF8') \
+         FROM generate_series(1, {rows}) g"
+    ));
+    eprintln!(
+        "engine: {rows} records written by SQL in {:?}",
+        t0.elapsed()
+    );
+    let size = store.size_on_disk().unwrap();
+    let t0 = Instant::now();
+    assert_eq!(store.purge_period(&big).unwrap() as u64, rows + 1);
+    eprintln!(
+        "engine: purge of {} records ({} MiB database): {:?}",
+        rows + 1,
+        size / (1024 * 1024),
+        t0.elapsed()
+    );
+    assert!(!store.periods_present().contains(&big));
+}
