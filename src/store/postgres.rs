@@ -541,8 +541,9 @@ impl PgStore {
         })
     }
 
-    /// Counts the period's rows, then drops its partitions one by one, then
-    /// its `periods` row. `stop` is asked between the drops.
+    /// Drops the period's partitions one by one, each counted under its
+    /// lock in the same transaction, then its `periods` row. `stop` is
+    /// asked between the drops.
     fn purge(&self, period: &PeriodId, stop: &dyn Fn(usize) -> bool) -> Result<Purged, StoreError> {
         let forget = || {
             self.inner
@@ -560,31 +561,34 @@ impl PgStore {
                     complete: false,
                 });
             }
-            let (pool, name, id) = (
-                self.inner.pool.clone(),
-                partition_name(table, period),
-                period.as_bytes().to_vec(),
-            );
+            let (pool, name) = (self.inner.pool.clone(), partition_name(table, period));
             entries += self.run(async move {
-                let client = pool.get().await.map_err(pool_failed)?;
-                let exists: bool = client
+                let what = "purging a period";
+                let mut client = pool.get().await.map_err(pool_failed)?;
+                let tx = client.transaction().await.map_err(failed(what))?;
+                let exists: bool = tx
                     .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
                     .await
-                    .map_err(failed("purging a period"))?
+                    .map_err(failed(what))?
                     .get(0);
                 if !exists {
                     return Ok(0);
                 }
-                let count: i64 = client
+                // The partition is locked first, so that the count is of
+                // what the drop removes; the parent is locked only by the
+                // drop itself, for the moment until the commit.
+                tx.batch_execute(&format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
+                    .await
+                    .map_err(failed(what))?;
+                let count: i64 = tx
                     .query_one(&format!("SELECT count(*) FROM {name}"), &[])
                     .await
-                    .map_err(failed("purging a period"))?
+                    .map_err(failed(what))?
                     .get(0);
-                client
-                    .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
                     .await
-                    .map_err(failed("purging a period"))?;
-                let _ = id;
+                    .map_err(failed(what))?;
+                tx.commit().await.map_err(failed(what))?;
                 Ok(usize::try_from(count).unwrap_or(usize::MAX))
             })?;
         }
