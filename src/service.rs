@@ -5,9 +5,11 @@
 //!
 //! 1. **open the store** ([`open_store`]): the master key (the passphrase
 //!    slot, or a key in a PKCS#11 token: [`MasterSource`]), the key ring,
-//!    the audit log and sled, checked against their last acknowledged
-//!    state, and recovery (an interrupted destruction is finished); a new
-//!    data directory is created when there is no master key yet;
+//!    the audit log and the store (sled, or PostgreSQL as
+//!    `AuthorityConfig::store_spec` says), checked against their last
+//!    acknowledged state, and recovery (an interrupted destruction is
+//!    finished); a new data directory is created when there is no master
+//!    key yet;
 //! 2. the first period, if the caller asks for one and none is open;
 //! 3. `service-started` in the audit log;
 //! 4. an **expiry pass**: deadlines that passed while the service was down
@@ -253,7 +255,7 @@ impl Service {
         let authority = Arc::new(authority);
         tracing::info!(
             took_ms = step.elapsed().as_millis() as u64,
-            "data directory open (master slot, key ring, sled, audit log, recovery)"
+            "data directory open (master slot, key ring, audit log, store, recovery)"
         );
         let first_period = match first_period {
             Some(first) if authority.current_period().is_err() => {
@@ -352,8 +354,9 @@ impl Service {
 
 /// Step 1, the one call a different store replaces: opens the data
 /// directory with its master key, or creates it when it holds none.
-/// `Authority::open` checks sled against its last acknowledged generation
-/// and runs recovery before it returns. Returns whether the directory was
+/// `Authority::open` opens the store `config.store_spec` names (sled,
+/// checked against its last acknowledged generation; or PostgreSQL, with
+/// its node lock and migrations) and runs recovery before it returns. Returns whether the directory was
 /// created.
 pub fn open_store(
     data_dir: &std::path::Path,
