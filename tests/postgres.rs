@@ -986,3 +986,54 @@ fn engine_figures() {
     );
     assert!(!store.periods_present().contains(&big));
 }
+
+/// A server refusal reaches the caller as the step and its SQLSTATE code:
+/// the server's own message quotes the row it refused (shown first, with
+/// the client the engine uses), the store's error does not.
+#[test]
+fn engine_errors_carry_the_sqlstate_never_the_values() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 2);
+    let p = PeriodId::generate();
+    store
+        .put_record(&p, &ResidentId::generate(), b"ok")
+        .unwrap();
+    db.sql("ALTER TABLE records ADD CONSTRAINT short_records CHECK (length(sealed) < 8)");
+    let secret = b"SEALED-BUT-STILL-NOT-FOR-LOGS";
+    let secret_hex = hex::encode(secret);
+
+    // The server's error, as tokio-postgres reports it, carries the row.
+    let raw = runtime().block_on(async {
+        let (client, connection) = db
+            .conninfo()
+            .parse::<tokio_postgres::Config>()
+            .unwrap()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .execute(
+                "INSERT INTO records (period, resident, sealed) VALUES ($1, $2, $3)",
+                &[&p.as_bytes().as_slice(), &&[9u8; 16][..], &&secret[..]],
+            )
+            .await
+            .unwrap_err()
+    });
+    let detail = raw.as_db_error().unwrap().detail().unwrap_or_default();
+    assert!(detail.contains(&secret_hex), "{detail}");
+
+    let refused = store
+        .put_record(&p, &ResidentId::generate(), secret)
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(matches!(refused, StoreError::Postgres(_)), "{refused:?}");
+    assert!(text.contains("SQLSTATE 23514"), "{text}");
+    assert!(
+        !text.contains(&secret_hex) && !text.contains("Failing row"),
+        "{text}"
+    );
+    assert!(!format!("{refused:?}").contains(&secret_hex));
+}
