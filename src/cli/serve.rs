@@ -47,7 +47,8 @@ pub struct ServeArgs {
     /// `sled`, in the data directory; or a PostgreSQL database,
     /// `postgres://user@host/dbname` (also `postgresql://…` or a libpq
     /// conninfo `host=… dbname=…`). One node per database for now: the key
-    /// ring and the audit log stay in the data directory. See
+    /// ring and the audit log stay in the data directory. A password in
+    /// the flag shows in `ps`: give it through BLINDPASS_STORE instead. See
     /// docs/deployment.md.
     #[arg(
         long,
@@ -56,7 +57,7 @@ pub struct ServeArgs {
         value_name = "sled|postgres://…",
         hide_env_values = true
     )]
-    pub store: String,
+    pub store: StoreArg,
     /// Connections in the PostgreSQL pool (with --store postgres://…).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub store_pool_size: usize,
@@ -151,6 +152,24 @@ pub struct ServeArgs {
     pub witness_interval_s: u64,
 }
 
+/// `--store` as given: a connection string may hold a password, so its
+/// `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct StoreArg(String);
+
+impl std::str::FromStr for StoreArg {
+    type Err = std::convert::Infallible;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for StoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreArg(<redacted>)")
+    }
+}
+
 const DEV_PASSPHRASE_FILE: &str = "DEV-INSECURE-passphrase";
 
 fn read_first_line(path: &Path) -> anyhow::Result<Passphrase> {
@@ -199,7 +218,7 @@ fn passphrase(args: &ServeArgs) -> anyhow::Result<Passphrase> {
 /// The store's engine from `--store` and `--store-pool-size`. The value
 /// is never echoed: a connection string may hold a password.
 fn store_spec(args: &ServeArgs) -> anyhow::Result<StoreSpec> {
-    let value = args.store.trim();
+    let value = args.store.0.trim();
     if value == "sled" {
         return Ok(StoreSpec::Sled);
     }
@@ -647,6 +666,8 @@ mod tests {
             );
             // A connection string may hold a password: never printed.
             assert!(!format!("{spec:?}").contains("secret"));
+            let args = parse(&["--store", url]);
+            assert!(!format!("{args:?}").contains("secret"));
         }
         for bad in ["mysql://db/x", "sled:", "postgres://[", "host='unclosed"] {
             let refused = store_spec(&parse(&["--store", bad])).unwrap_err();
