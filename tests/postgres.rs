@@ -806,7 +806,7 @@ fn a_schema_newer_than_the_code_is_refused() {
         return;
     };
     drop(engine(&db, 1));
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "1");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "2");
     db.sql("INSERT INTO schema_migrations (version) VALUES (99)");
     let refused = Store::open_postgres(&db.conninfo(), 1, OWNER).unwrap_err();
     assert!(
@@ -814,13 +814,33 @@ fn a_schema_newer_than_the_code_is_refused() {
             refused,
             StoreError::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: 2
             }
         ),
         "{refused:?}"
     );
     assert!(refused.to_string().contains("newer"), "{refused}");
-    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "2");
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "3");
+}
+
+/// A database of an older schema (here: version 1, before the charge became
+/// one statement) is brought up to date at open, and charges afterwards.
+#[test]
+fn an_older_schema_is_migrated_at_open() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    drop(engine(&db, 1));
+    db.sql("DROP FUNCTION blindpass_charge");
+    db.sql("DELETE FROM schema_migrations WHERE version = 2");
+    let store = engine(&db, 1);
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "2");
+    let order = store_order(PeriodId::generate(), b"i-old", b"signature");
+    assert_eq!(store.charge_once(&order).unwrap(), Charge::Charged);
+    assert_eq!(
+        store.charge_once(&order).unwrap(),
+        Charge::Replayed(b"signature".to_vec())
+    );
 }
 
 /// Every table and index the engine creates is named by a fixed word,
@@ -901,7 +921,7 @@ fn serve_runs_on_postgres_and_a_second_node_is_refused() {
     });
     let listening = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
     assert!(listening.contains("listening"), "{listening:?}");
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "1");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "2");
 
     let second = serve(dirs.1.path()).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);

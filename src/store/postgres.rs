@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use tokio::sync::oneshot;
-use tokio_postgres::{Client, IsolationLevel, NoTls};
+use tokio_postgres::{Client, NoTls};
 
 use super::commit::{PendingCharge, PendingFlush};
 use super::purge::{self, PurgeDone, Purged};
-use super::{Charge, ChargeOrder, Entry, StoreError, read_count};
+use super::{Charge, ChargeOrder, Entry, StoreError};
 use crate::ids::{PeriodId, ResidentId};
 
 /// Advisory lock keys ("blindpas" in ASCII, plus one per use). Advisory
@@ -45,9 +45,10 @@ const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// The schema's migrations, in order; `schema_migrations` records which
 /// are applied. A database with a version above the last is refused.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
     -- The issuer whose data this is, by its audit log's public key: one
     -- database per data directory (the key ring is still there).
     CREATE TABLE owner (
@@ -81,7 +82,49 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         PRIMARY KEY (period, key)
     ) PARTITION BY LIST (period);
     ",
-)];
+    ),
+    (
+        2,
+        // The charge in one round trip: the same statements as the
+        // transaction it replaces, in the same order, run by the server.
+        // In a READ COMMITTED transaction each statement of a volatile
+        // function takes a fresh snapshot, so the idempotency lookup after
+        // the row lock sees what the charge that held the lock committed.
+        // Counters are 8-byte big-endian, as sled stores them.
+        "
+    CREATE FUNCTION blindpass_charge(
+        p_period bytea, p_quota bytea, p_idem bytea, p_limit bigint, p_value bytea
+    ) RETURNS TABLE (outcome text, stored bytea)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        counter bytea;
+        used    bigint;
+        prior   bytea;
+    BEGIN
+        INSERT INTO state (period, key, value)
+            VALUES (p_period, p_quota, '\\x0000000000000000'::bytea)
+            ON CONFLICT DO NOTHING;
+        SELECT value INTO counter FROM state
+            WHERE period = p_period AND key = p_quota FOR UPDATE;
+        SELECT value INTO prior FROM state WHERE period = p_period AND key = p_idem;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'replayed'::text, prior;
+            RETURN;
+        END IF;
+        used := ('x' || encode(counter, 'hex'))::bit(64)::bigint;
+        IF p_limit IS NOT NULL AND used >= p_limit THEN
+            RETURN QUERY SELECT 'over-quota'::text, NULL::bytea;
+            RETURN;
+        END IF;
+        UPDATE state SET value = int8send(used + 1)
+            WHERE period = p_period AND key = p_quota;
+        INSERT INTO state (period, key, value) VALUES (p_period, p_idem, p_value);
+        RETURN QUERY SELECT 'charged'::text, NULL::bytea;
+    END
+    $$;
+    ",
+    ),
+];
 
 /// The partitioned tables, each with one partition per period.
 pub(super) const PARTITIONED: [&str; 3] = ["records", "doc_index", "state"];
@@ -791,74 +834,39 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.commit().await.map_err(failed(what))
 }
 
-/// The charge transaction (READ COMMITTED): the counter row is created if
-/// missing, then locked, so every charge of one counter queues on it;
-/// under the lock, the idempotency entry is looked up (a replay), the limit
-/// checked, and the charge and the entry written together.
+/// The charge, one statement ([`MIGRATIONS`] version 2): the counter row is
+/// created if missing, then locked, so every charge of one counter queues
+/// on it; under the lock, the idempotency entry is looked up (a replay),
+/// the limit checked, and the charge and the entry written together. A
+/// single statement is its own transaction (READ COMMITTED): all of it
+/// commits, or none.
 async fn charge(pool: Pool, order: ChargeOrder) -> Result<Charge, StoreError> {
     let what = "charging a quota";
-    let mut client = pool.get().await.map_err(pool_failed)?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()
+    let client = pool.get().await.map_err(pool_failed)?;
+    let statement = client
+        .prepare_cached("SELECT outcome, stored FROM blindpass_charge($1, $2, $3, $4, $5)")
         .await
         .map_err(failed(what))?;
-    let period = order.period.as_bytes().as_slice();
-    let create = tx
-        .prepare_cached(
-            "INSERT INTO state (period, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
+    let limit = order.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &order.period.as_bytes().as_slice(),
+                &order.quota_key,
+                &order.idem_key,
+                &limit,
+                &order.value,
+            ],
         )
         .await
         .map_err(failed(what))?;
-    let zero = 0u64.to_be_bytes();
-    tx.execute(&create, &[&period, &order.quota_key, &zero.as_slice()])
-        .await
-        .map_err(failed(what))?;
-    let lock = tx
-        .prepare_cached("SELECT value FROM state WHERE period = $1 AND key = $2 FOR UPDATE")
-        .await
-        .map_err(failed(what))?;
-    let counter: Vec<u8> = tx
-        .query_one(&lock, &[&period, &order.quota_key])
-        .await
-        .map_err(failed(what))?
-        .get(0);
-    let read = tx
-        .prepare_cached("SELECT value FROM state WHERE period = $1 AND key = $2")
-        .await
-        .map_err(failed(what))?;
-    if let Some(row) = tx
-        .query_opt(&read, &[&period, &order.idem_key])
-        .await
-        .map_err(failed(what))?
-    {
-        tx.commit().await.map_err(failed(what))?;
-        return Ok(Charge::Replayed(row.get(0)));
+    match row.get::<_, &str>(0) {
+        "charged" => Ok(Charge::Charged),
+        "replayed" => Ok(Charge::Replayed(row.get(1))),
+        "over-quota" => Ok(Charge::OverQuota),
+        _ => Err(StoreError::Corrupt("the charge function's answer")),
     }
-    let count = read_count(Some(&counter));
-    if order.limit.is_some_and(|limit| count >= limit) {
-        tx.rollback().await.map_err(failed(what))?;
-        return Ok(Charge::OverQuota);
-    }
-    let update = tx
-        .prepare_cached("UPDATE state SET value = $3 WHERE period = $1 AND key = $2")
-        .await
-        .map_err(failed(what))?;
-    let next = (count + 1).to_be_bytes();
-    tx.execute(&update, &[&period, &order.quota_key, &next.as_slice()])
-        .await
-        .map_err(failed(what))?;
-    let keep = tx
-        .prepare_cached("INSERT INTO state (period, key, value) VALUES ($1, $2, $3)")
-        .await
-        .map_err(failed(what))?;
-    tx.execute(&keep, &[&period, &order.idem_key, &order.value])
-        .await
-        .map_err(failed(what))?;
-    tx.commit().await.map_err(failed(what))?;
-    Ok(Charge::Charged)
 }
 
 #[cfg(test)]
