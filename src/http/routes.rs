@@ -16,9 +16,9 @@ use super::problem::Problem;
 use super::{AppState, wire};
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
-use crate::issuer::IssuerError;
 use crate::issuer::accounts::{SessionOwner, Signed};
 use crate::issuer::resident::PersonalData;
+use crate::issuer::{Authority, IssuerError};
 use crate::protocol::api::{
     ChallengeQuery, Enrolled, Enrolment, ExtendPeriod, Login, NewSession, OpenPeriod, PeriodInfo,
     PeriodList, ProblemType, TokenRequestQuery, media,
@@ -146,16 +146,31 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Runs a call that reads or writes the store from an async handler: on
+/// the blocking pool when the store's engine waits on the network (a
+/// worker blocked on a round trip serves nothing else meanwhile), in place
+/// when it is sled (a lookup in memory, cheaper than the hop).
+async fn store_call<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Authority) -> Result<T, IssuerError> + Send + 'static,
+) -> Result<T, Problem> {
+    let authority = state.authority.clone();
+    if !authority.store().waits_on_network() {
+        return work(&authority).map_err(Problem::from);
+    }
+    match tokio::task::spawn_blocking(move || work(&authority)).await {
+        Ok(result) => result.map_err(Problem::from),
+        Err(_) => Err(Problem::internal()),
+    }
+}
+
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<SessionOwner, Problem> {
     let token = bearer(headers)
         .ok_or_else(Problem::unauthorized)?
         .to_owned();
-    let authority = state.authority.clone();
-    match authority.session(&token) {
-        Ok(Some(owner)) => Ok(owner),
-        Ok(None) => Err(Problem::unauthorized()),
-        Err(e) => Err(e.into()),
-    }
+    store_call(state, move |authority| authority.session(&token))
+        .await?
+        .ok_or_else(Problem::unauthorized)
 }
 
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
@@ -343,14 +358,16 @@ pub(super) async fn login(
 }
 
 pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Answer {
-    let token = bearer(&headers).ok_or_else(Problem::unauthorized)?;
-    state.authority.logout(token)?;
+    let token = bearer(&headers)
+        .ok_or_else(Problem::unauthorized)?
+        .to_owned();
+    store_call(&state, move |authority| authority.logout(&token)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(super) async fn erase(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let owner = session(&state, &headers).await?;
-    state.authority.erase(&owner)?;
+    store_call(&state, move |authority| authority.erase(&owner)).await?;
     state.metrics.incr("erasures");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

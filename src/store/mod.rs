@@ -326,6 +326,13 @@ impl Store {
         }
     }
 
+    /// Whether a call waits for another process (PostgreSQL: a round trip
+    /// per call), so that an async caller should make it from the blocking
+    /// pool; a sled read is a memory lookup, cheaper than the hop.
+    pub fn waits_on_network(&self) -> bool {
+        matches!(self.engine, Engine::Postgres(_))
+    }
+
     /// Stores a sealed record under its resident id.
     pub fn put_record(
         &self,
