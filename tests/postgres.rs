@@ -1057,3 +1057,105 @@ fn engine_errors_carry_the_sqlstate_never_the_values() {
     );
     assert!(!format!("{refused:?}").contains(&secret_hex));
 }
+
+/// A purge does not stall the other periods: while a transaction that has
+/// read another period's records is still open (a request in flight), the
+/// purge of one period may wait for it, but a new read of another period's
+/// record does not queue behind the purge.
+#[test]
+fn a_purge_does_not_stall_reads_of_other_periods() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 4);
+    let (gone, live) = (PeriodId::generate(), PeriodId::generate());
+    store
+        .put_record(&gone, &ResidentId::generate(), b"x")
+        .unwrap();
+    let resident = ResidentId::generate();
+    store.put_record(&live, &resident, b"y").unwrap();
+
+    let rt = runtime();
+    let reader = rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&db.conninfo(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        // Another period's read, pruned to its partition: it holds a
+        // lock on the parent table and that partition only.
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT count(*) FROM records WHERE period = '\\x{live}'"
+            ))
+            .await
+            .unwrap();
+        client
+    });
+    let purging = {
+        let store = store.clone();
+        std::thread::spawn(move || store.purge_period(&gone))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let found = store.record(&live, &resident);
+            let _ = tx.send((found, t0.elapsed()));
+        });
+    }
+    let read = rx.recv_timeout(Duration::from_secs(5));
+    rt.block_on(reader.batch_execute("COMMIT")).unwrap();
+    assert_eq!(purging.join().unwrap().unwrap(), 1);
+    let (found, waited) = read.expect("the read of another period queued behind the purge");
+    assert_eq!(found.unwrap().as_deref(), Some(&b"y"[..]));
+    eprintln!("a read of another period during the purge took {waited:?}");
+}
+
+/// A detach interrupted part-way (here: cancelled by a statement timeout
+/// while it waited for a transaction in flight) leaves the partition
+/// pending; the next purge finishes it with `FINALIZE` and drops it.
+#[test]
+fn a_purge_finishes_a_detach_left_pending() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 2);
+    let gone = PeriodId::generate();
+    store
+        .put_record(&gone, &ResidentId::generate(), b"x")
+        .unwrap();
+    let rt = runtime();
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(&db.conninfo(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let (reader, detacher) = rt.block_on(async { (connect().await, connect().await) });
+    rt.block_on(reader.batch_execute("BEGIN; SELECT count(*) FROM records"))
+        .unwrap();
+    rt.block_on(detacher.batch_execute("SET statement_timeout = '300ms'"))
+        .unwrap();
+    let cancelled = rt.block_on(detacher.batch_execute(&format!(
+        "ALTER TABLE records DETACH PARTITION records_p{gone} CONCURRENTLY"
+    )));
+    let error = cancelled.expect_err("the detach waits for the reader and times out");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+    rt.block_on(reader.batch_execute("COMMIT")).unwrap();
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'records_p{gone}'::regclass"
+        )),
+        "t"
+    );
+    assert_eq!(store.purge_period(&gone).unwrap(), 1);
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_p{gone}'"
+        )),
+        "0"
+    );
+}

@@ -43,6 +43,10 @@ const PARTITION_LOCK: i64 = NODE_LOCK + 2;
 /// until the server has seen that connection close.
 const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
 
+/// The oldest server the engine runs on (`server_version_num`): the purge
+/// needs `DETACH PARTITION … CONCURRENTLY` and `pg_inherits.inhdetachpending`.
+const MIN_SERVER_VERSION: i32 = 140_000;
+
 /// The schema's migrations, in order; `schema_migrations` records which
 /// are applied. A database with a version above the last is refused.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -608,6 +612,7 @@ impl PgStore {
             entries += self.run(async move {
                 let what = "purging a period";
                 let mut client = pool.get().await.map_err(pool_failed)?;
+                detach(&client, table, &name).await?;
                 let tx = client.transaction().await.map_err(failed(what))?;
                 let exists: bool = tx
                     .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
@@ -617,9 +622,8 @@ impl PgStore {
                 if !exists {
                     return Ok(0);
                 }
-                // The partition is locked first, so that the count is of
-                // what the drop removes; the parent is locked only by the
-                // drop itself, for the moment until the commit.
+                // Detached, the table is no longer the parent's: locking
+                // and dropping it stops no query of another period.
                 tx.batch_execute(&format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
                     .await
                     .map_err(failed(what))?;
@@ -730,6 +734,39 @@ impl PgStore {
     }
 }
 
+/// Detaches the partition `name` from `parent` if it is still attached,
+/// without blocking the parent: `DETACH PARTITION … CONCURRENTLY` takes only
+/// a SHARE UPDATE EXCLUSIVE lock on it and waits for the transactions that
+/// may see the partition, where a plain `DROP` of an attached partition asks
+/// for an ACCESS EXCLUSIVE lock on the parent, behind which every new query
+/// of every period queues while any transaction on the parent runs (a
+/// backup's, say). A detach interrupted part-way (a crash, a shutdown) is
+/// finished with `FINALIZE`. Not in a transaction block: PostgreSQL refuses
+/// one there.
+async fn detach(client: &Client, parent: &str, name: &str) -> Result<(), StoreError> {
+    let what = "detaching a period's partition";
+    let state = client
+        .query_opt(
+            "SELECT inhdetachpending FROM pg_inherits
+             WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)",
+            &[&name, &parent],
+        )
+        .await
+        .map_err(failed(what))?;
+    let how = match state.map(|row| row.get::<_, bool>(0)) {
+        None => return Ok(()),
+        Some(false) => "CONCURRENTLY",
+        Some(true) => "FINALIZE",
+    };
+    // Only the fixed name and the id's hex reach the SQL text.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {parent} DETACH PARTITION {name} {how}"
+        ))
+        .await
+        .map_err(failed(what))
+}
+
 /// The end of the range of keys starting with `prefix`: the prefix with its
 /// last byte below 0xff incremented and what follows cut; `None` when every
 /// key from the prefix on matches (empty, or all 0xff).
@@ -756,6 +793,19 @@ async fn lock_node(config: tokio_postgres::Config, owner: String) -> Result<Clie
         // lock goes with the connection.
         let _ = connection.await;
     });
+    // The purge detaches partitions concurrently (PostgreSQL 14 and later).
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(failed("reading the server's version"))?
+        .get(0);
+    if version < MIN_SERVER_VERSION {
+        return Err(StoreError::Postgres(format!(
+            "PostgreSQL {} or later is needed; this server is version {}",
+            MIN_SERVER_VERSION / 10_000,
+            version / 10_000
+        )));
+    }
     let started = Instant::now();
     loop {
         let locked: bool = client
