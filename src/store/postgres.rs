@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use super::commit::{PendingCharge, PendingFlush};
@@ -339,12 +340,7 @@ impl PgStore {
         self.run(async move {
             let client = pool.get().await.map_err(pool_failed)?;
             let statement = client.prepare_cached(sql).await.map_err(failed(what))?;
-            let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&period];
-            all.extend(
-                params
-                    .iter()
-                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)),
-            );
+            let all = bind(&period, &params);
             client.query(&statement, &all).await.map_err(failed(what))
         })
     }
@@ -361,12 +357,7 @@ impl PgStore {
         self.run(async move {
             let client = pool.get().await.map_err(pool_failed)?;
             let statement = client.prepare_cached(sql).await.map_err(failed(what))?;
-            let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&period];
-            all.extend(
-                params
-                    .iter()
-                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)),
-            );
+            let all = bind(&period, &params);
             client.execute(&statement, &all).await.map_err(failed(what))
         })
     }
@@ -765,6 +756,14 @@ async fn detach(client: &Client, parent: &str, name: &str) -> Result<(), StoreEr
         ))
         .await
         .map_err(failed(what))
+}
+
+/// A statement's parameters: the period id first, then `rest`.
+fn bind<'a>(period: &'a Vec<u8>, rest: &'a [Vec<u8>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    std::iter::once(period)
+        .chain(rest)
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect()
 }
 
 /// The end of the range of keys starting with `prefix`: the prefix with its
