@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -26,7 +26,7 @@ use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::vault::pkcs11::{MASTER_FILE, TokenError, TokenMaster, TokenPin, TokenUri};
 use blindpass::vault::{FaultPoint, VaultError};
-use common::process::{KillOnDrop, agent, free_port, wait_until_answering};
+use common::process::{KillOnDrop, agent, free_port, spawn_answering};
 use time::{Duration, OffsetDateTime};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -364,14 +364,7 @@ fn serve(token: &Token, root: &Path, port: u16) -> Command {
 }
 
 fn start(token: &Token, root: &Path, port: u16) -> KillOnDrop {
-    let child = serve(token, root, port)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
-    wait_until_answering(&format!("http://127.0.0.1:{port}"));
-    child
+    spawn_answering(&mut serve(token, root, port), port)
 }
 
 fn run(mut cmd: Command) -> (Output, String) {

@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use blindpass::audit::tlog::{LogSigner, StoredHashes};
@@ -30,7 +30,7 @@ use blindpass::protocol::permit::ClassName;
 use blindpass::verifier::{DirectoryCache, VerifierError};
 use blindpass::wallet::{Wallet, WalletError, WindowChoice};
 use blindpass::witness::{CosignatureVerifier, WitnessPolicy, encode_add_request};
-use common::process::{KillOnDrop, agent, free_port, wait_until_answering};
+use common::process::{KillOnDrop, agent, free_port, spawn_answering};
 use signed_note::Verifier as _;
 use time::OffsetDateTime;
 use time::macros::date;
@@ -44,30 +44,22 @@ fn serve(data: &Path, port: u16, policy: Option<&Path>) -> KillOnDrop {
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--key-horizon-days", "2", "--witness-interval-s", "1"])
-        .env("BLINDPASS_PASSPHRASE", PASSPHRASE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("BLINDPASS_PASSPHRASE", PASSPHRASE);
     if let Some(policy) = policy {
         command.arg("--witness-policy").arg(policy);
     }
-    let child = KillOnDrop(command.spawn().unwrap());
-    wait_until_answering(&format!("http://127.0.0.1:{port}"));
-    child
+    spawn_answering(&mut command, port)
 }
 
 fn witness(state: &Path, name: &str, port: u16, log_key: &str) -> KillOnDrop {
-    let child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
-        .args(["witness", "--name", name, "--state"])
-        .arg(state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--log-key", log_key])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
-    wait_until_answering(&format!("http://127.0.0.1:{port}"));
-    child
+    spawn_answering(
+        Command::new(env!("CARGO_BIN_EXE_blindpass"))
+            .args(["witness", "--name", name, "--state"])
+            .arg(state)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--log-key", log_key]),
+        port,
+    )
 }
 
 fn first_line(path: &Path) -> String {

@@ -197,20 +197,8 @@ impl SledStore {
         Ok(Self::with_generation(db, Generation::default()))
     }
 
-    /// Opens the database in `dir` and checks it against the generation
-    /// recorded in `watermark` by earlier runs: a missing directory, or a
-    /// store behind the watermark, is [`StoreError::Lost`] unless
-    /// `accept_loss`, in which case the loss is returned and the watermark
-    /// starts again from what the store holds. A missing directory is
-    /// refused before anything is created.
-    ///
-    /// The check opens a scratch copy of the store first (sled's recovery
-    /// rewrites a damaged store as it opens it), so a refusal changes no
-    /// file; the price is one copy of the store per start.
-    ///
-    /// What this cannot see: a loss when the watermark file is gone too (or
-    /// never written, by older versions), and a store copied back from an
-    /// older backup together with its watermark.
+    /// [`super::Store::open_watched`]: opens the database in `dir` and
+    /// checks it against the generation recorded in `watermark`.
     pub fn open_watched(
         dir: &Path,
         watermark: &Path,

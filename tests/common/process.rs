@@ -36,6 +36,20 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts `command` with its output discarded, killed on drop, and waits
+/// until it answers on 127.0.0.1:`port`.
+pub fn spawn_answering(command: &mut std::process::Command, port: u16) -> KillOnDrop {
+    let child = KillOnDrop(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_answering(&format!("http://127.0.0.1:{port}"));
+    child
+}
+
 /// Waits until `base/healthz` answers (whatever its status); panics after 60 s.
 pub fn wait_until_answering(base: &str) {
     let agent = agent();
