@@ -42,6 +42,7 @@ use crate::ids::PeriodId;
 use crate::issuer::expiry::ExpiryReport;
 use crate::issuer::{Authority, AuthorityConfig, DataDir, IssuerError};
 use crate::scheduler::VERIFIER_SKEW;
+use crate::store::StoreSpec;
 use crate::vault::pkcs11::{MASTER_FILE, TokenMaster, TokenPin, TokenUri};
 use crate::vault::{Vault, VaultError, fsutil};
 use crate::witness::collector::{self, Collector, CollectorConfig, Cosigned, JournalSource};
@@ -257,6 +258,17 @@ impl Service {
             took_ms = step.elapsed().as_millis() as u64,
             "data directory open (master slot, key ring, audit log, store, recovery)"
         );
+        // Several nodes: ring changes made elsewhere reach this one (the
+        // thread ends with the authority).
+        let follow = authority.config().ring_follow;
+        if crate::issuer::follow_ring(&authority, follow)?.is_some() {
+            tracing::info!(
+                poll_ms = follow.poll.as_millis() as u64,
+                lease_ms = follow.lease.as_millis() as u64,
+                "following the shared key ring"
+            );
+        }
+        authority.refresh_ring()?;
         let first_period = match first_period {
             Some(first) if authority.current_period().is_err() => {
                 let ends = authority.now() + first.length;
@@ -383,6 +395,20 @@ pub fn open_store(
         MasterSource::Token { uri, pin } => (uri, pin),
     };
     let layout = DataDir::new(data_dir);
+    if matches!(config.store_spec, StoreSpec::Postgres { .. }) {
+        // PostgreSQL and a token every node reaches: the key ring, master
+        // slot and audit log are the database's, shared by every node. A
+        // data directory with a key ring of its own is not moved there.
+        if layout.vault().exists() {
+            return Err(VaultError::Shared(
+                "this data directory has a key ring of its own (vault/); nodes that share a \
+                 database start from a data directory without one"
+                    .into(),
+            )
+            .into());
+        }
+        return Authority::open_shared(data_dir, &uri, &pin, config, clock);
+    }
     if layout.master_slot().exists() {
         // The master key is in a passphrase slot: moving it into a token is
         // not supported.

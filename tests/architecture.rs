@@ -94,8 +94,8 @@ fn only_store_knows_sled() {
 
 #[test]
 fn only_the_store_knows_postgres() {
-    assert_only_under("tokio_postgres::", &["src/store/postgres.rs"]);
-    assert_only_under("deadpool_postgres::", &["src/store/postgres.rs"]);
+    assert_only_under("tokio_postgres::", &["src/store/postgres/"]);
+    assert_only_under("deadpool_postgres::", &["src/store/postgres/"]);
 }
 
 #[test]

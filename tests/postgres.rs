@@ -806,7 +806,7 @@ fn a_schema_newer_than_the_code_is_refused() {
         return;
     };
     drop(engine(&db, 1));
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "2");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "3");
     db.sql("INSERT INTO schema_migrations (version) VALUES (99)");
     let refused = Store::open_postgres(&db.conninfo(), 1, OWNER).unwrap_err();
     assert!(
@@ -814,17 +814,18 @@ fn a_schema_newer_than_the_code_is_refused() {
             refused,
             StoreError::SchemaTooNew {
                 found: 99,
-                known: 2
+                known: 3
             }
         ),
         "{refused:?}"
     );
     assert!(refused.to_string().contains("newer"), "{refused}");
-    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "3");
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "4");
 }
 
 /// A database of an older schema (here: version 1, before the charge became
-/// one statement) is brought up to date at open, and charges afterwards.
+/// one statement and before the shared rows) is brought up to date at open,
+/// and charges afterwards.
 #[test]
 fn an_older_schema_is_migrated_at_open() {
     let Some(db) = postgres::database() else {
@@ -832,9 +833,10 @@ fn an_older_schema_is_migrated_at_open() {
     };
     drop(engine(&db, 1));
     db.sql("DROP FUNCTION blindpass_charge");
-    db.sql("DELETE FROM schema_migrations WHERE version = 2");
+    db.sql("DROP TABLE key_ring, master_slot, audit_entries");
+    db.sql("DELETE FROM schema_migrations WHERE version >= 2");
     let store = engine(&db, 1);
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "2");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "3");
     let order = store_order(PeriodId::generate(), b"i-old", b"signature");
     assert_eq!(store.charge_once(&order).unwrap(), Charge::Charged);
     assert_eq!(
@@ -871,6 +873,9 @@ fn table_and_index_names_carry_only_fixed_prefixes_and_period_ids() {
         "records",
         "doc_index",
         "state",
+        "key_ring",
+        "master_slot",
+        "audit_entries",
     ];
     let mut partitions = 0;
     for name in names.lines() {
@@ -921,13 +926,13 @@ fn serve_runs_on_postgres_and_a_second_node_is_refused() {
     });
     let listening = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
     assert!(listening.contains("listening"), "{listening:?}");
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "2");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "3");
 
     let second = serve(dirs.1.path()).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("another blindpass node"), "{stderr}");
-    assert!(stderr.contains("hint: several nodes"), "{stderr}");
+    assert!(stderr.contains("several nodes share one"), "{stderr}");
 
     let _ = first.kill();
     let _ = first.wait();

@@ -19,7 +19,7 @@ pub mod tlog;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -156,6 +156,28 @@ pub enum AuditError {
          automatically"
     )]
     Corrupt(CorruptLog),
+    /// The shared log (several nodes) could not be read or written, or its
+    /// entries are not a sequence.
+    #[error("shared audit log: {0}")]
+    Shared(String),
+}
+
+/// Where several nodes keep the log's entries: one gapless sequence,
+/// whichever node appends. The issuer adapts the store's rows to this.
+pub trait SharedEntries: Send + Sync {
+    /// The entries from number `from` on, in order.
+    fn entries_from(&self, from: u64) -> Result<Vec<Vec<u8>>, AuditError>;
+    /// Stores entry number `seq` if it is free and `seq - 1` exists; false
+    /// if another node took the number first.
+    fn insert(&self, seq: u64, entry: &[u8]) -> Result<bool, AuditError>;
+}
+
+/// Where the entries are kept.
+enum Home {
+    /// One append-only file, fsynced.
+    File(PathBuf),
+    /// Rows several nodes append to.
+    Shared(Arc<dyn SharedEntries>),
 }
 
 /// Where and how a log file is damaged (see [`scan_records`]).
@@ -254,16 +276,19 @@ struct State {
     tree: StoredHashes,
 }
 
-/// The append-only log file and its Merkle tree.
+/// The append-only log file (or shared sequence) and its Merkle tree.
 pub struct Journal {
-    path: PathBuf,
+    home: Home,
     signer: LogSigner,
     state: Mutex<State>,
 }
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).finish()
+        match &self.home {
+            Home::File(path) => f.debug_struct("Journal").field("path", path).finish(),
+            Home::Shared(_) => f.write_str("Journal(shared)"),
+        }
     }
 }
 
@@ -293,18 +318,89 @@ impl Journal {
         }
         let raw = scanned.records;
         Ok(Self {
-            path: path.to_owned(),
+            home: Home::File(path.to_owned()),
             signer,
             state: Mutex::new(State { raw, tree }),
         })
+    }
+
+    /// Opens the log several nodes share, signing checkpoints with
+    /// `signer` (the same key on every node: it is in the shared ring).
+    pub fn open_shared(
+        shared: Arc<dyn SharedEntries>,
+        signer: LogSigner,
+    ) -> Result<Self, AuditError> {
+        let journal = Self {
+            home: Home::Shared(shared),
+            signer,
+            state: Mutex::new(State {
+                raw: Vec::new(),
+                tree: StoredHashes::default(),
+            }),
+        };
+        drop(journal.caught_up()?);
+        Ok(journal)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends an event; returns after the entry is fsynced.
+    /// The state, with every entry another node appended taken in (shared;
+    /// a file has no other writer).
+    fn caught_up(&self) -> Result<std::sync::MutexGuard<'_, State>, AuditError> {
+        let mut state = self.state();
+        if let Home::Shared(shared) = &self.home {
+            let from = state.tree.size();
+            for (seq, bytes) in (from..).zip(shared.entries_from(from)?) {
+                if Entry::from_bytes(&bytes)?.seq != seq {
+                    return Err(AuditError::Shared(format!(
+                        "entry {seq} carries another sequence number"
+                    )));
+                }
+                state.tree.append(&bytes)?;
+                state.raw.push(bytes);
+            }
+        }
+        Ok(state)
+    }
+
+    /// The state caught up, or as it is when the shared log cannot be read
+    /// (the reads that serve the public say what they have).
+    fn current(&self) -> std::sync::MutexGuard<'_, State> {
+        self.caught_up().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not catch up with the shared audit log");
+            self.state()
+        })
+    }
+
+    /// Appends an event; returns after the entry is fsynced (shared: after
+    /// the database committed it, as the next number of the sequence).
     pub fn append(&self, at: OffsetDateTime, event: Event) -> Result<u64, AuditError> {
+        if let Home::Shared(shared) = &self.home {
+            // Another node may take the number between the catch-up and
+            // the insert: catch up and try the next one.
+            for _ in 0..100 {
+                let mut state = self.caught_up()?;
+                let entry = Entry {
+                    seq: state.tree.size(),
+                    at,
+                    event: event.clone(),
+                };
+                let bytes = serde_json::to_vec(&entry).map_err(|_| AuditError::Malformed)?;
+                if shared.insert(entry.seq, &bytes)? {
+                    state.tree.append(&bytes)?;
+                    state.raw.push(bytes);
+                    return Ok(entry.seq);
+                }
+            }
+            return Err(AuditError::Shared(
+                "other nodes took every number tried".into(),
+            ));
+        }
+        let Home::File(path) = &self.home else {
+            unreachable!("the shared log returned above");
+        };
         let mut state = self.state();
         let entry = Entry {
             seq: state.tree.size(),
@@ -315,10 +411,7 @@ impl Journal {
         let len = u32::try_from(bytes.len()).map_err(|_| AuditError::Malformed)?;
         let mut record = len.to_be_bytes().to_vec();
         record.extend_from_slice(&bytes);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
         file.write_all(&record)?;
         file.sync_data()?;
         state.tree.append(&bytes)?;
@@ -328,7 +421,7 @@ impl Journal {
 
     /// Every entry, parsed.
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
-        self.state()
+        self.caught_up()?
             .raw
             .iter()
             .map(|b| Entry::from_bytes(b))
@@ -337,12 +430,12 @@ impl Journal {
 
     /// Number of entries.
     pub fn size(&self) -> u64 {
-        self.state().tree.size()
+        self.current().tree.size()
     }
 
     /// A freshly signed checkpoint of the current tree.
     pub fn checkpoint(&self) -> Result<Vec<u8>, AuditError> {
-        let state = self.state();
+        let state = self.caught_up()?;
         let size = state.tree.size();
         Ok(self.signer.sign_checkpoint(size, state.tree.root(size)?)?)
     }
@@ -354,7 +447,7 @@ impl Journal {
 
     /// Hash tile `level`/`index` of `width` hashes, if the tree has them.
     pub fn hash_tile(&self, level: u8, index: u64, width: u64) -> Option<Vec<u8>> {
-        let state = self.state();
+        let state = self.current();
         let tree_level = level.checked_mul(TILE_HEIGHT)?;
         let nodes = state.tree.size() >> tree_level;
         let first = index.checked_mul(TILE_WIDTH)?;
@@ -370,7 +463,7 @@ impl Journal {
 
     /// Entry bundle `index` of `width` entries, if the log has them.
     pub fn entry_bundle(&self, index: u64, width: u64) -> Option<Vec<u8>> {
-        let state = self.state();
+        let state = self.current();
         let first = usize::try_from(index.checked_mul(TILE_WIDTH)?).ok()?;
         let end = first.checked_add(usize::try_from(width).ok()?)?;
         let slice = state.raw.get(first..end)?;

@@ -210,6 +210,11 @@ impl LoggedKeys {
     /// Reads `audit/entries.log` under the data directory `root`.
     pub fn read(root: &Path) -> Result<Self, InspectError> {
         let (raw, torn) = read_log(&DataDir::new(root).audit_log())?;
+        Ok(Self::of(&raw, torn))
+    }
+
+    /// What the entries `raw` say (`torn`: bytes of a torn last append).
+    pub fn of(raw: &[Vec<u8>], torn: u64) -> Self {
         let mut failures = Vec::new();
         let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
         for (index, bytes) in raw.iter().enumerate() {
@@ -240,13 +245,13 @@ impl LoggedKeys {
                 _ => {}
             }
         }
-        Ok(Self {
+        Self {
             entries: raw.len() as u64,
             torn,
             failures,
             destroyed,
             commitments,
-        })
+        }
     }
 }
 
@@ -272,6 +277,27 @@ pub fn inspect_with(
     open_ring: Option<impl FnOnce() -> Result<VaultSummary, IssuerError>>,
     canaries: &[String],
 ) -> Result<InspectReport, InspectError> {
+    inspect_logged(root, LoggedKeys::read(root)?, open_ring, canaries)
+}
+
+/// As [`inspect_with`] for one of several nodes: the audit log is
+/// `entries`, read from the database the nodes share, and `root` is the
+/// node's data directory (its files are still scanned for the canaries).
+pub fn inspect_shared(
+    root: &Path,
+    entries: &[Vec<u8>],
+    open_ring: Option<impl FnOnce() -> Result<VaultSummary, IssuerError>>,
+    canaries: &[String],
+) -> Result<InspectReport, InspectError> {
+    inspect_logged(root, LoggedKeys::of(entries, 0), open_ring, canaries)
+}
+
+fn inspect_logged(
+    root: &Path,
+    logged: LoggedKeys,
+    open_ring: Option<impl FnOnce() -> Result<VaultSummary, IssuerError>>,
+    canaries: &[String],
+) -> Result<InspectReport, InspectError> {
     if let Some(i) = canaries.iter().position(String::is_empty) {
         return Err(InspectError::EmptyCanary(i + 1));
     }
@@ -281,7 +307,7 @@ pub fn inspect_with(
         mut failures,
         destroyed,
         commitments,
-    } = LoggedKeys::read(root)?;
+    } = logged;
 
     let vault = match open_ring {
         None => None,

@@ -45,7 +45,8 @@ use crate::ids::PeriodId;
 use crate::protocol::directory::Directory;
 
 pub use inspect::{
-    DirUsage, InspectError, InspectFailure, InspectReport, VaultFindings, inspect, inspect_with,
+    DirUsage, InspectError, InspectFailure, InspectReport, VaultFindings, inspect, inspect_shared,
+    inspect_with,
 };
 pub use log::{
     KeyProblem, LogError, SavedCheckpoint, VerifiedLog, check_log_key, consistency, fetch_log,

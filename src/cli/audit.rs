@@ -137,6 +137,12 @@ pub struct InspectArgs {
     /// also check that the token holds no key of a destroyed generation.
     #[arg(long, value_name = "PKCS11_URI", conflicts_with = "pid")]
     pub master: Option<String>,
+    /// With --master, for nodes that share a PostgreSQL database: the
+    /// database (postgres://user@host/dbname), where the key ring, the
+    /// master slot and the audit log are; --data-dir is then one node's
+    /// directory (scanned for the canaries).
+    #[arg(long, value_name = "postgres://…", requires = "master")]
+    pub store: Option<String>,
     /// Inspect the memory of this running issuer process instead of the
     /// files (needs root, or the right to trace it); --data-dir is where
     /// its audit log is.
@@ -333,13 +339,23 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let token = args
         .master
         .as_deref()
-        .map(|spec| super::master::open_for_inspection(spec, &args.data_dir))
+        .map(|spec| super::master::open_for_inspection(spec, &args.data_dir, args.store.as_deref()))
         .transpose()?;
-    let report = match &token {
-        Some(token) => {
+    let shared_log = match &token {
+        Some(token) => token.shared_log()?,
+        None => None,
+    };
+    let report = match (&token, &shared_log) {
+        (Some(token), Some(entries)) => crate::auditor::inspect_shared(
+            &args.data_dir,
+            entries,
+            Some(|| token.summary()),
+            &args.canary,
+        ),
+        (Some(token), None) => {
             crate::auditor::inspect_with(&args.data_dir, Some(|| token.summary()), &args.canary)
         }
-        None => crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary),
+        (None, _) => crate::auditor::inspect(&args.data_dir, passphrase.as_ref(), &args.canary),
     }
     .map_err(explain_inspect)?;
     let report = InspectWithToken {

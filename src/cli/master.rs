@@ -154,12 +154,37 @@ pub struct TokenInspection {
     master: TokenMaster,
     root: std::path::PathBuf,
     token: String,
+    /// The database several nodes share, when the ring is there.
+    shared: Option<crate::store::Store>,
 }
 
 /// Opens the token named by `spec` for inspecting the data directory `root`.
-pub fn open_for_inspection(spec: &str, root: &Path) -> anyhow::Result<TokenInspection> {
+/// With `shared` (a PostgreSQL connection string), the key ring, master slot
+/// and audit log are the rows several nodes share there, read without
+/// writing (the database is marked as shared if it is nobody's yet).
+pub fn open_for_inspection(
+    spec: &str,
+    root: &Path,
+    shared: Option<&str>,
+) -> anyhow::Result<TokenInspection> {
     let uri = uri(spec)?;
     let pin = pin(&uri)?;
+    if let Some(url) = shared {
+        let store = crate::store::Store::open_postgres_shared(url, 2).map_err(|e| {
+            CliError::new(
+                format!("could not open the shared database: {e}"),
+                "give --store the database the nodes share (postgres://user@host/dbname)",
+            )
+        })?;
+        let home = crate::issuer::shared_vault_home(&store)?;
+        let master = TokenMaster::open_shared(home, &uri, &pin).map_err(|e| explain(e, &uri))?;
+        return Ok(TokenInspection {
+            master,
+            root: root.to_owned(),
+            token: uri.token,
+            shared: Some(store),
+        });
+    }
     let file = DataDir::new(root).vault().join(MASTER_FILE);
     if !file.exists() {
         return Err(CliError::new(
@@ -176,6 +201,7 @@ pub fn open_for_inspection(spec: &str, root: &Path) -> anyhow::Result<TokenInspe
         master,
         root: root.to_owned(),
         token: uri.token,
+        shared: None,
     })
 }
 
@@ -184,7 +210,20 @@ impl TokenInspection {
     /// the comparison with the audit log (as `issuer::inspect_vault` does
     /// with the passphrase).
     pub fn summary(&self) -> Result<VaultSummary, IssuerError> {
-        crate::issuer::summarise_vault(&self.root, Box::new(self.master.clone()))
+        match &self.shared {
+            Some(store) => {
+                crate::issuer::summarise_shared_vault(store, Box::new(self.master.clone()))
+            }
+            None => crate::issuer::summarise_vault(&self.root, Box::new(self.master.clone())),
+        }
+    }
+
+    /// The shared audit log's entries, when the ring is shared.
+    pub fn shared_log(&self) -> Result<Option<Vec<Vec<u8>>>, IssuerError> {
+        self.shared
+            .as_ref()
+            .map(crate::issuer::shared_log_entries)
+            .transpose()
     }
 
     /// Which master versions still have a key object in the token.

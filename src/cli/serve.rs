@@ -18,7 +18,7 @@ use crate::clock::SystemClock;
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::secret::{Passphrase, random_32};
 use crate::http::HttpConfig;
-use crate::issuer::{AuthorityConfig, IssuerError};
+use crate::issuer::{AuthorityConfig, IssuerError, RingFollow};
 use crate::service::{
     ADMIN_TOKEN_FILE, AdminToken, Expiry, FirstPeriod, KEY_REFRESH, Listen, MasterSource, Service,
     ServiceConfig, ServiceError,
@@ -46,10 +46,12 @@ pub struct ServeArgs {
     /// Where the per-period data lives (records, index, sessions, quotas):
     /// `sled`, in the data directory; or a PostgreSQL database,
     /// `postgres://user@host/dbname` (also `postgresql://…` or a libpq
-    /// conninfo `host=… dbname=…`). One node per database for now: the key
-    /// ring and the audit log stay in the data directory. A password in
-    /// the flag shows in `ps`: give it through BLINDPASS_STORE instead. See
-    /// docs/deployment.md.
+    /// conninfo `host=… dbname=…`). With the passphrase slot, one node per
+    /// database (the key ring and the audit log stay in the data
+    /// directory); with --master pkcs11:…, the key ring, the wrapped master
+    /// key and the audit log are the database's too, and several nodes
+    /// share it. A password in the flag shows in `ps`: give it through
+    /// BLINDPASS_STORE instead. See docs/deployment.md.
     #[arg(
         long,
         env = "BLINDPASS_STORE",
@@ -61,6 +63,17 @@ pub struct ServeArgs {
     /// Connections in the PostgreSQL pool (with --store postgres://…).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub store_pool_size: usize,
+    /// Several nodes (--store postgres://… with --master pkcs11:…): re-read
+    /// the shared key ring at least this often, in milliseconds, besides
+    /// the announcement of each change.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub ring_poll_ms: u64,
+    /// Several nodes: use no key (answer 503 ring-stale) once the shared
+    /// key ring has not been confirmed for this long, in milliseconds: a
+    /// node cut off from the database stops using keys the others may have
+    /// destroyed.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub ring_lease_ms: u64,
     /// Address to listen on.
     #[arg(long, env = "BLINDPASS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -405,6 +418,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             cache_bytes: args.cache_mib * 1024 * 1024,
         },
         accept_store_loss: args.accept_store_loss,
+        ring_follow: RingFollow {
+            poll: std::time::Duration::from_millis(args.ring_poll_ms.max(10)),
+            lease: std::time::Duration::from_millis(args.ring_lease_ms.max(args.ring_poll_ms)),
+        },
         ..AuthorityConfig::default()
     };
     // Read before the start, so that a bad policy file changes nothing.
@@ -508,8 +525,10 @@ fn refusal(error: ServiceError, token: Option<&TokenUri>) -> anyhow::Error {
         .into(),
         IssuerError::Store(StoreError::OtherNode) => CliError::new(
             "refusing to start: another blindpass node uses this PostgreSQL database",
-            "several nodes on one database are not supported yet: stop the other node, \
-             or give this one a database of its own",
+            "with the master key in a passphrase slot, one node has the database: stop the \
+             other node, or give this one a database of its own; several nodes share one \
+             database with the master key in a PKCS#11 token they all reach \
+             (--master pkcs11:…, see docs/deployment.md)",
         )
         .into(),
         IssuerError::Store(StoreError::OtherIssuer) => CliError::new(

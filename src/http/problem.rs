@@ -161,6 +161,12 @@ impl From<IssuerError> for Problem {
                 "Bad token request",
                 "the token request does not match the key for this class and window",
             ),
+            IssuerError::RingStale => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemType::RingStale,
+                "Key ring not confirmed",
+                "this node has lost touch with the shared key ring; try again, or another node",
+            ),
             other => {
                 // Internal errors are logged by kind only; none carries personal data.
                 tracing::error!(error = %other, "internal error");

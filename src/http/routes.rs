@@ -193,11 +193,16 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut body = state.metrics.render();
+    // Several nodes: every node's generation is the same once a ring
+    // change (a period opened or destroyed, new keys) has reached it.
+    if state.authority.ring_is_shared() {
+        body.push_str(&format!(
+            "# TYPE blindpass_key_ring_generation gauge\nblindpass_key_ring_generation {}\n",
+            state.authority.ring_generation()
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 pub(super) async fn not_found() -> Problem {
@@ -613,7 +618,7 @@ pub(super) async fn admin_end(
         // Nothing to wait for: destroy now rather than at the next tick,
         // and answer what is true after it: still live (destruction
         // pending) or gone from the live periods, destroyed.
-        crate::scheduler::tick(state.authority.clone()).await;
+        crate::scheduler::tick_now(state.authority.clone()).await;
         info = match state.authority.period_info(&id) {
             Some(now) => now,
             None => PeriodInfo {

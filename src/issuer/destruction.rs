@@ -112,6 +112,9 @@ impl Authority {
     pub fn destroy_period(&self, period: &PeriodId) -> Result<DestroyReport, IssuerError> {
         let now = self.now();
         let mut vault = self.vault();
+        // Several nodes: decide on the ring as it is now, not as this node
+        // last saw it (another node may have destroyed the period).
+        vault.refresh()?;
         let Some(live) = vault.ring().period(period) else {
             // Already destroyed: finishing the purge is all that may remain.
             let known = vault.ring().destroyed.iter().any(|d| &d.id == period);

@@ -20,6 +20,9 @@ pub struct ExpiryReport {
     pub retired_keys: usize,
     /// The clock was behind an earlier pass; nothing was done.
     pub clock_went_backwards: bool,
+    /// Another node (sharing the key ring) was running the pass; this one
+    /// did nothing.
+    pub ran_elsewhere: bool,
 }
 
 impl Authority {
@@ -29,6 +32,28 @@ impl Authority {
     /// backwards since the last pass: a wrong clock must never destroy
     /// early, and nothing destroyed can come back anyway.
     pub fn destroy_due(&self, skew: Duration) -> Result<ExpiryReport, IssuerError> {
+        self.expiry_pass(skew, false)
+    }
+
+    /// As [`Authority::destroy_due`], but with several nodes, waits for a
+    /// pass another node (or this one) is running instead of skipping, so
+    /// that what is due when it is called is destroyed when it returns.
+    pub fn destroy_due_now(&self, skew: Duration) -> Result<ExpiryReport, IssuerError> {
+        self.expiry_pass(skew, true)
+    }
+
+    fn expiry_pass(&self, skew: Duration, wait: bool) -> Result<ExpiryReport, IssuerError> {
+        // Several nodes: one runs each pass; the others skip it (or wait
+        // for it, with `wait`). The lock is held for the whole pass.
+        let Some(_pass) = self.expiry_pass_lock(wait)? else {
+            tracing::debug!("another node is running the expiry pass");
+            return Ok(ExpiryReport {
+                ran_elsewhere: true,
+                ..ExpiryReport::default()
+            });
+        };
+        // Take in what another node's pass changed before deciding.
+        self.refresh_ring()?;
         let now = self.now();
         {
             let mut last = self
@@ -74,6 +99,7 @@ impl Authority {
             destroyed,
             retired_keys,
             clock_went_backwards: false,
+            ran_elsewhere: false,
         })
     }
 }

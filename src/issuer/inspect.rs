@@ -2,12 +2,16 @@
 //! holds, with commitments in place of keys.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use super::shared::SharedRows;
 use super::{DataDir, IssuerError, key_commitment};
 use crate::crypto::secret::Passphrase;
 use crate::ids::PeriodId;
-use crate::vault::Vault;
+use crate::store::Store;
 use crate::vault::master::{MasterKeyProvider, PassphraseSlot};
+use crate::vault::shared::SharedHome;
+use crate::vault::{Vault, VaultError};
 
 /// What an on-site inspection of the vault sees, with no key material.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,7 +42,45 @@ pub fn summarise_vault(
     root: &Path,
     provider: Box<dyn MasterKeyProvider>,
 ) -> Result<VaultSummary, IssuerError> {
-    let vault = Vault::open_read_only(&DataDir::new(root).vault(), provider)?;
+    summarise(&Vault::open_read_only(
+        &DataDir::new(root).vault(),
+        provider,
+    )?)
+}
+
+/// As [`summarise_vault`], for the key ring several nodes share in
+/// `store` (opened with `Store::open_postgres_shared`), read without
+/// writing anything.
+pub fn summarise_shared_vault(
+    store: &Store,
+    provider: Box<dyn MasterKeyProvider>,
+) -> Result<VaultSummary, IssuerError> {
+    summarise(&Vault::open_shared_read_only(
+        Arc::new(shared_rows(store)?),
+        provider,
+    )?)
+}
+
+/// The shared rows of `store` as the vault's seam (for a token provider
+/// opened on them: `TokenMaster::open_shared`).
+pub fn shared_vault_home(store: &Store) -> Result<Arc<dyn SharedHome>, IssuerError> {
+    Ok(Arc::new(shared_rows(store)?))
+}
+
+/// Every entry of the audit log several nodes share in `store`.
+pub fn shared_log_entries(store: &Store) -> Result<Vec<Vec<u8>>, IssuerError> {
+    Ok(shared_rows(store)?.0.audit_entries_from(0)?)
+}
+
+fn shared_rows(store: &Store) -> Result<SharedRows, IssuerError> {
+    store.shared().map(SharedRows).ok_or_else(|| {
+        IssuerError::Vault(VaultError::Shared(
+            "the store holds no shared key ring (a one-node database)".into(),
+        ))
+    })
+}
+
+fn summarise(vault: &Vault) -> Result<VaultSummary, IssuerError> {
     let ring = vault.ring();
     Ok(VaultSummary {
         master_version: vault.master_version(),

@@ -17,7 +17,10 @@
 //! - `resident.rs`: personal data and its validation;
 //! - `data_dir.rs`: the data directory's layout;
 //! - `inspect.rs`: the on-site summary of a vault, without key material
-//!   (opened with the passphrase or with any master-key provider).
+//!   (opened with the passphrase or with any master-key provider);
+//! - `shared.rs`: several nodes on one database (the key ring, master slot
+//!   and audit log as shared rows, and how a ring change reaches every
+//!   node).
 
 pub mod accounts;
 mod data_dir;
@@ -28,13 +31,18 @@ pub mod issuance;
 mod periods;
 mod records;
 pub mod resident;
+mod shared;
 mod signing_keys;
 
 pub use data_dir::DataDir;
 pub use destruction::DestroyReport;
-pub use inspect::{VaultSummary, inspect_vault, summarise_vault};
+pub use inspect::{
+    VaultSummary, inspect_vault, shared_log_entries, shared_vault_home, summarise_shared_vault,
+    summarise_vault,
+};
 pub use periods::{PeriodInfo, key_commitment};
 pub use records::ResidentRecord;
+pub use shared::{RingFollow, follow_ring};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -50,6 +58,7 @@ use crate::crypto::secret::Passphrase;
 use crate::protocol::permit::ClassConfig;
 use crate::store::{Store, StoreConfig, StoreError, StoreSpec};
 use crate::vault::master::{MasterKeyProvider, PassphraseSlot};
+use crate::vault::pkcs11::{TokenMaster, TokenPin, TokenUri};
 use crate::vault::{FaultPoint, Vault, VaultError};
 use resident::FieldError;
 
@@ -104,6 +113,10 @@ pub enum IssuerError {
     /// A cryptographic check failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// This node (one of several) has not confirmed the shared key ring
+    /// within its lease: it uses no key until it has.
+    #[error("this node has not confirmed the shared key ring lately; it uses no key until it has")]
+    RingStale,
     /// The key vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -138,6 +151,9 @@ pub struct AuthorityConfig {
     /// PostgreSQL has no such check: its own recovery and replication
     /// answer for acknowledged commits.
     pub accept_store_loss: bool,
+    /// Several nodes: how often to re-read the shared key ring, and how
+    /// long to go on using keys without confirming it.
+    pub ring_follow: RingFollow,
 }
 
 impl Default for AuthorityConfig {
@@ -151,6 +167,7 @@ impl Default for AuthorityConfig {
             store_spec: StoreSpec::default(),
             store: StoreConfig::default(),
             accept_store_loss: false,
+            ring_follow: RingFollow::default(),
         }
     }
 }
@@ -169,6 +186,9 @@ pub struct Authority {
     config: AuthorityConfig,
     data_dir: DataDir,
     last_expiry_pass: Mutex<Option<OffsetDateTime>>,
+    /// Several nodes: when the shared ring was last confirmed (`None`: one
+    /// node, whose ring nobody else changes).
+    lease: Option<shared::Lease>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -198,7 +218,7 @@ impl Authority {
         crate::vault::fsutil::create_private_dir(&data_dir.vault()).map_err(VaultError::from)?;
         let slot = PassphraseSlot::create(&data_dir.master_slot(), passphrase, argon2)?;
         let vault = Vault::create(&data_dir.vault(), Box::new(slot))?;
-        Self::assemble(data_dir, vault, config, clock)
+        Self::assemble(data_dir, vault, config, clock, None)
     }
 
     /// Opens an existing data directory with the operator's passphrase.
@@ -222,22 +242,77 @@ impl Authority {
     ) -> Result<Self, IssuerError> {
         let data_dir = DataDir::new(root);
         let vault = Vault::open(&data_dir.vault(), provider)?;
-        Self::assemble(data_dir, vault, config, clock)
+        Self::assemble(data_dir, vault, config, clock, None)
     }
 
+    /// One of several nodes on the PostgreSQL database `config.store_spec`
+    /// names, with the master key in the PKCS#11 token `uri` they share:
+    /// the key ring, the token-wrapped master key and the audit log are
+    /// rows of the database, and `root` keeps only this node's admin token
+    /// and a copy of the log's public key. The first node to open an empty
+    /// database creates the master key and the ring (under the ring lock, so
+    /// two first nodes cannot both); returns whether this one did.
+    pub fn open_shared(
+        root: &Path,
+        uri: &TokenUri,
+        pin: &TokenPin,
+        config: AuthorityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, bool), IssuerError> {
+        let StoreSpec::Postgres { url, pool_size } = &config.store_spec else {
+            return Err(VaultError::Shared("several nodes need a PostgreSQL store".into()).into());
+        };
+        let store = Store::open_postgres_shared(url, *pool_size)?;
+        let Some(rows) = store.shared().map(shared::SharedRows) else {
+            return Err(VaultError::Shared("the store was not opened shared".into()).into());
+        };
+        let home: Arc<dyn crate::vault::shared::SharedHome> = Arc::new(rows.clone());
+        let (vault, created) = {
+            let _lock = home.lock()?;
+            if rows.0.master_slot()?.is_none() {
+                tracing::info!("initialising the shared key ring (master key in a PKCS#11 token)");
+                let master = TokenMaster::create_shared(home.clone(), uri, pin)?;
+                (Vault::create_shared(home.clone(), Box::new(master))?, true)
+            } else {
+                let master = TokenMaster::open_shared(home.clone(), uri, pin)?;
+                if rows.0.ring()?.is_none() {
+                    // The first node stopped between the master slot and the
+                    // ring: the ring is still to be made.
+                    (Vault::create_shared(home.clone(), Box::new(master))?, true)
+                } else {
+                    (Vault::open_shared(home.clone(), Box::new(master))?, false)
+                }
+            }
+        };
+        crate::vault::fsutil::create_private_dir(root).map_err(VaultError::from)?;
+        let authority = Self::assemble(DataDir::new(root), vault, config, clock, Some(store))?;
+        Ok((authority, created))
+    }
+
+    /// Opens the audit log and the store (unless `shared` brings the store
+    /// several nodes share), then recovers.
     fn assemble(
         data_dir: DataDir,
         vault: Vault,
         config: AuthorityConfig,
         clock: Arc<dyn Clock>,
+        shared: Option<Store>,
     ) -> Result<Self, IssuerError> {
         // The vault is open; the audit log comes next, so that a refusal of
         // either happens before sled is opened (and recovers, and writes).
         let origin = format!("{}/audit", config.issuer_name);
         let signer = LogSigner::new(&origin, vault.ring().log_seed.expose_secret());
-        let journal = Journal::open(&data_dir.audit_log(), signer)?;
-        let (store, loss) = match &config.store_spec {
-            StoreSpec::Sled => Store::open_watched(
+        let rows = shared.as_ref().and_then(Store::shared);
+        let journal = match &rows {
+            Some(rows) => Journal::open_shared(Arc::new(shared::SharedRows(rows.clone())), signer)?,
+            None => Journal::open(&data_dir.audit_log(), signer)?,
+        };
+        let lease = rows
+            .as_ref()
+            .map(|_| shared::Lease::new(config.ring_follow.lease));
+        let (store, loss) = match (shared, &config.store_spec) {
+            (Some(store), _) => (store, None),
+            (None, StoreSpec::Sled) => Store::open_watched(
                 &data_dir.sled(),
                 &data_dir.store_generation(),
                 config.store,
@@ -245,7 +320,7 @@ impl Authority {
             )?,
             // The database is bound to this data directory by the audit
             // log's (public) key.
-            StoreSpec::Postgres { url, pool_size } => (
+            (None, StoreSpec::Postgres { url, pool_size }) => (
                 Store::open_postgres(url, *pool_size, &journal.verifier_key())?,
                 None,
             ),
@@ -261,6 +336,10 @@ impl Authority {
             )?;
         }
         let key_line = format!("{}\n", journal.verifier_key());
+        if let Some(dir) = data_dir.audit_key().parent() {
+            // A node sharing the log keeps no entries file that made it.
+            std::fs::create_dir_all(dir).map_err(VaultError::from)?;
+        }
         if std::fs::read_to_string(data_dir.audit_key())
             .ok()
             .as_deref()
@@ -279,6 +358,7 @@ impl Authority {
             config,
             data_dir,
             last_expiry_pass: Mutex::new(None),
+            lease,
         };
         authority.recover()?;
         Ok(authority)

@@ -171,6 +171,9 @@ impl Authority {
     }
 
     pub(super) fn period_key(&self, period: &PeriodId) -> Result<PeriodKey, IssuerError> {
+        if let Some(lease) = &self.lease {
+            lease.check()?;
+        }
         self.vault()
             .ring()
             .period(period)

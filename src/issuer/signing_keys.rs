@@ -60,31 +60,31 @@ impl Authority {
             taken.push(key.public().key_id().truncated());
             fresh.push(SigningKeyEntry { class, window, key });
         }
-        // Re-check under the lock: a concurrent caller may have added a key
-        // for the same (class, window) meanwhile, and two published keys
-        // for one window would split its anonymity set; or a key with the
-        // same truncated id, which the next call replaces.
-        let mut vault = self.vault();
-        fresh.retain(|k| {
-            let truncated = k.key.public().key_id().truncated();
-            !vault.ring().signing_keys.iter().any(|have| {
-                (have.class == k.class && have.window == k.window)
-                    || have.key.public().key_id().truncated() == truncated
-            })
-        });
-        let published: Vec<Event> = fresh
-            .iter()
-            .map(|k| Event::SigningKeyPublished {
-                key_id: k.key.public().key_id().to_hex(),
-                class: k.class.to_string(),
-                window: k.window.to_string(),
-            })
-            .collect();
-        let count = fresh.len();
-        if count > 0 {
-            vault.update(|ring| ring.signing_keys.extend(fresh))?;
-        }
-        drop(vault);
+        // Re-check in the change itself, which sees the ring as it is
+        // (with several nodes, as another node may just have changed it): a
+        // concurrent caller may have added a key for the same (class,
+        // window) meanwhile, and two published keys for one window would
+        // split its anonymity set; or a key with the same truncated id,
+        // which the next call replaces.
+        let mut published: Vec<Event> = Vec::new();
+        self.vault().update(|ring| {
+            for k in fresh {
+                let truncated = k.key.public().key_id().truncated();
+                let clash = ring.signing_keys.iter().any(|have| {
+                    (have.class == k.class && have.window == k.window)
+                        || have.key.public().key_id().truncated() == truncated
+                });
+                if !clash {
+                    published.push(Event::SigningKeyPublished {
+                        key_id: k.key.public().key_id().to_hex(),
+                        class: k.class.to_string(),
+                        window: k.window.to_string(),
+                    });
+                    ring.signing_keys.push(k);
+                }
+            }
+        })?;
+        let count = published.len();
         for event in published {
             self.journal.append(now, event)?;
         }
@@ -105,11 +105,20 @@ impl Authority {
         if retired.is_empty() {
             return Ok(0);
         }
+        // Only what the change itself removed is logged: another node may
+        // have retired some of them first.
+        let mut removed = Vec::with_capacity(retired.len());
         self.vault().update(|ring| {
-            ring.signing_keys
-                .retain(|k| !retired.contains(&k.key.public().key_id()))
+            ring.signing_keys.retain(|k| {
+                let id = k.key.public().key_id();
+                if retired.contains(&id) {
+                    removed.push(id);
+                    return false;
+                }
+                true
+            })
         })?;
-        for key_id in &retired {
+        for key_id in &removed {
             self.journal.append(
                 now,
                 Event::SigningKeyRetired {
@@ -117,7 +126,7 @@ impl Authority {
                 },
             )?;
         }
-        Ok(retired.len())
+        Ok(removed.len())
     }
 
     /// The signing key of a class and window.
@@ -130,6 +139,9 @@ impl Authority {
             .classes
             .class(class)
             .ok_or(IssuerError::UnknownClass)?;
+        if let Some(lease) = &self.lease {
+            lease.check()?;
+        }
         self.vault()
             .ring()
             .signing_keys

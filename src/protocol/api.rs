@@ -203,6 +203,10 @@ problem_types! {
     StoreUnwritable => "store-unwritable",
     /// 503: free disk space is below the minimum.
     DiskLow => "disk-low",
+    /// 503: this node (one of several) has not confirmed the shared key
+    /// ring lately, so it holds no keys until it has; another node can
+    /// answer.
+    RingStale => "ring-stale",
     /// 500: the server failed; nothing else is said.
     Internal => "internal",
     /// 404, a witness's answer: it does not witness the checkpoint's log.
@@ -484,7 +488,7 @@ mod tests {
             assert_eq!(ProblemType::from_uri(&kind.uri()), Some(kind));
             assert!(names.insert(kind.as_str()), "{kind} named twice");
         }
-        assert_eq!(names.len(), 32);
+        assert_eq!(names.len(), 33);
         assert_eq!("quota".parse::<ProblemType>(), Err(UnknownProblemType));
         assert_eq!(ProblemType::from_uri("about:blank"), None);
         assert_eq!(

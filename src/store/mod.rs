@@ -10,9 +10,11 @@
 //! - sled (`sled_engine.rs`, the default): one embedded database in the
 //!   data directory, with group commit (`commit.rs`) and an entry-by-entry
 //!   background purge (`purge.rs`);
-//! - PostgreSQL (`postgres.rs`): one partition per period of each table, a
-//!   purge that drops them. Single node for now: the key ring stays in the
-//!   data directory, and the engine refuses a database another node holds.
+//! - PostgreSQL (`postgres/`): one partition per period of each table, a
+//!   purge that drops them. One node with the key ring in its data
+//!   directory (the engine refuses a database another node holds), or
+//!   several nodes sharing the key ring, the token-wrapped master key and
+//!   the audit log as rows ([`Shared`]).
 //!
 //! Either way, purging a period is hygiene, never the deletion guarantee
 //! (that is the vault's key destruction).
@@ -25,6 +27,7 @@ mod sled_engine;
 use std::path::Path;
 
 pub use commit::{PendingCharge, PendingFlush};
+pub use postgres::shared::{HeldLock, SharedLock};
 pub use purge::{PurgeDone, Purged};
 pub use sled_engine::FlushHold;
 
@@ -65,14 +68,16 @@ pub enum StoreError {
     /// still in each node's data directory, so two nodes on one database
     /// would seal with different period keys.
     #[error(
-        "storage: another blindpass node uses this database; several nodes are not supported yet"
+        "storage: another blindpass node uses this database; several nodes need the master key \
+         in a PKCS#11 token they share (--master pkcs11:…)"
     )]
     OtherNode,
     /// The database holds another issuer's data (another data directory,
-    /// told by its audit log's key).
+    /// told by its audit log's key), or is shared by several nodes and was
+    /// opened as one node's (or the other way round).
     #[error(
         "storage: this PostgreSQL database holds the data of another data directory \
-         (another audit log key)"
+         (another audit log key), or of nodes that share it (opened one way, then the other)"
     )]
     OtherIssuer,
     /// The database's schema is newer than this build knows.
@@ -201,6 +206,114 @@ pub struct ChargeOrder {
     pub value: Vec<u8>,
 }
 
+/// The sealed key ring as several nodes share it (one row).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedRing {
+    /// Goes up by one at every committed change.
+    pub generation: u64,
+    /// The master version the ring is sealed under.
+    pub master_version: u64,
+    /// The ring, sealed.
+    pub sealed: Vec<u8>,
+    /// A ring sealed under the next master, during a rotation.
+    pub staged: Option<(u64, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for SharedRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRing")
+            .field("generation", &self.generation)
+            .field("master_version", &self.master_version)
+            .field("staged", &self.staged.as_ref().map(|(v, _)| v))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rows several nodes share (PostgreSQL opened with
+/// [`Store::open_postgres_shared`]): the key ring, the master slot, the
+/// audit log's entries, the advisory locks and the ring's notifications.
+/// The types are the store's own; the issuer adapts them to the vault's and
+/// the audit log's seams.
+#[derive(Clone, Debug)]
+pub struct Shared(postgres::PgStore);
+
+impl Shared {
+    /// Takes an advisory lock, waiting for it (up to a minute) if `wait`,
+    /// else only if it is free; released when the result is dropped.
+    pub fn lock(&self, which: SharedLock, wait: bool) -> Result<Option<HeldLock>, StoreError> {
+        self.0.shared_lock(which, wait)
+    }
+
+    /// The ring row, if there is one yet.
+    pub fn ring(&self) -> Result<Option<SharedRing>, StoreError> {
+        self.0.shared_ring()
+    }
+
+    /// The ring row's generation alone (a cheap staleness check).
+    pub fn ring_generation(&self) -> Result<Option<u64>, StoreError> {
+        self.0.shared_ring_generation()
+    }
+
+    /// Creates the ring row at generation 1; false if there is one.
+    pub fn create_ring(&self, master_version: u64, sealed: &[u8]) -> Result<bool, StoreError> {
+        self.0.create_shared_ring(master_version, sealed)
+    }
+
+    /// Replaces the ring if it is still at `generation` (then at
+    /// `generation + 1`, announced to every node); false if not.
+    pub fn replace_ring(&self, generation: u64, sealed: &[u8]) -> Result<bool, StoreError> {
+        self.0.replace_shared_ring(generation, sealed)
+    }
+
+    /// Stages the ring sealed under `master_version`, if the ring is still
+    /// at `generation`; the generation does not move.
+    pub fn stage_ring(
+        &self,
+        generation: u64,
+        master_version: u64,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.0.stage_shared_ring(generation, master_version, sealed)
+    }
+
+    /// The staged ring under `master_version` becomes the ring (at
+    /// `generation + 1`, announced); false if the row moved on.
+    pub fn commit_ring(&self, generation: u64, master_version: u64) -> Result<bool, StoreError> {
+        self.0.commit_shared_ring(generation, master_version)
+    }
+
+    /// Drops a staged ring that was never committed.
+    pub fn clear_stage(&self) -> Result<(), StoreError> {
+        self.0.clear_shared_stage()
+    }
+
+    /// The wrapped master key's row, if there is one yet.
+    pub fn master_slot(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.master_slot()
+    }
+
+    /// Writes the wrapped master key's row.
+    pub fn put_master_slot(&self, slot: &[u8]) -> Result<(), StoreError> {
+        self.0.put_master_slot(slot)
+    }
+
+    /// The audit log's entries from number `from` on.
+    pub fn audit_entries_from(&self, from: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.0.audit_entries_from(from)
+    }
+
+    /// Appends audit entry number `seq`; false if another node took it.
+    pub fn audit_insert(&self, seq: u64, entry: &[u8]) -> Result<bool, StoreError> {
+        self.0.audit_insert(seq, entry)
+    }
+
+    /// Wakes (a message on the channel) at every committed ring change,
+    /// and after every reconnection of the listener.
+    pub fn watch_ring(&self) -> std::sync::mpsc::Receiver<()> {
+        self.0.watch_ring()
+    }
+}
+
 /// Which engine holds the per-period data.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum StoreSpec {
@@ -316,6 +429,25 @@ impl Store {
         Ok(Self {
             engine: Engine::Postgres(postgres::PgStore::open(url, pool_size, owner)?),
         })
+    }
+
+    /// Opens the PostgreSQL database several nodes share: applies the
+    /// migrations and marks the database as shared, with no node lock;
+    /// refuses a database one node owns ([`StoreError::OtherIssuer`]).
+    /// Its key ring, master slot and audit log are reached by
+    /// [`Store::shared`].
+    pub fn open_postgres_shared(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            engine: Engine::Postgres(postgres::PgStore::open_shared(url, pool_size)?),
+        })
+    }
+
+    /// The shared rows, when the store was opened shared.
+    pub fn shared(&self) -> Option<Shared> {
+        match &self.engine {
+            Engine::Postgres(pg) if pg.is_shared() => Some(Shared(pg.clone())),
+            _ => None,
+        }
     }
 
     /// `"sled"` or `"postgres"`, for logs and reports.

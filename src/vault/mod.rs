@@ -11,18 +11,24 @@
 //! point: the new ring is written under a new name first, then the slot is
 //! replaced, then the old ring is removed. At open, the ring whose version
 //! matches the slot is the truth and any other ring file is debris.
+//!
+//! Several nodes keep the ring and the master slot as shared rows instead
+//! ([`shared`]), with the same commit point.
 
 /// Durable writes, also reachable under their older path `vault::fsutil`.
 pub use crate::fsutil;
 pub mod keyring;
 pub mod master;
 pub mod pkcs11;
+pub mod shared;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keyring::KeyRing;
 use master::MasterKeyProvider;
+use shared::SharedHome;
 
 use crate::crypto::secret::MasterKey;
 use crate::crypto::{CryptoError, kdf, seal};
@@ -62,6 +68,9 @@ pub enum VaultError {
     /// The PKCS#11 token holding the master key refused or failed.
     #[error(transparent)]
     Token(#[from] pkcs11::TokenError),
+    /// The shared rows (several nodes) could not be read or written.
+    #[error("shared key ring: {0}")]
+    Shared(String),
 }
 
 /// Points in a key-ring replace or a period destruction where tests can
@@ -82,22 +91,36 @@ pub enum FaultPoint {
     BeforePurge,
 }
 
+/// Where the ring and the master slot are kept.
+#[derive(Clone)]
+enum Home {
+    /// Files of one data directory's `vault/`.
+    Dir(PathBuf),
+    /// Rows several nodes share.
+    Shared(Arc<dyn SharedHome>),
+}
+
 /// The opened vault: the master key in memory and the decrypted ring.
 pub struct Vault {
-    dir: PathBuf,
+    home: Home,
     provider: Box<dyn MasterKeyProvider>,
     version: u64,
     master: MasterKey,
     ring: KeyRing,
-    /// Counts the changes to `ring` since this handle was opened.
+    /// Counts the changes to `ring` since this handle was opened; shared,
+    /// the row's generation.
     generation: u64,
     fault: Option<FaultPoint>,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let home = match &self.home {
+            Home::Dir(dir) => dir.display().to_string(),
+            Home::Shared(_) => "shared".to_owned(),
+        };
         f.debug_struct("Vault")
-            .field("dir", &self.dir)
+            .field("home", &home)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
@@ -139,7 +162,7 @@ impl Vault {
             return Err(VaultError::AlreadyInitialised);
         }
         let vault = Self {
-            dir: dir.to_owned(),
+            home: Home::Dir(dir.to_owned()),
             provider,
             version,
             master,
@@ -180,12 +203,9 @@ impl Vault {
             }
             Err(e) => return Err(e.into()),
         };
-        let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
-        let plain = seal::open(ring_key.expose_secret(), &ring_aad(version), &sealed)
-            .map_err(|_| VaultError::Corrupt("key ring does not open under the master key"))?;
-        let ring = KeyRing::from_bytes(plain.expose_secret())?;
+        let ring = open_ring(version, &master, &sealed)?;
         Ok(Self {
-            dir: dir.to_owned(),
+            home: Home::Dir(dir.to_owned()),
             provider,
             version,
             master,
@@ -211,14 +231,31 @@ impl Vault {
         self.version
     }
 
-    /// Versions of every key-ring file present (debris included).
+    /// Versions of every key-ring file present (debris included); shared,
+    /// the ring's master version and a staged one's.
     pub fn ring_files(&self) -> Result<Vec<u64>, VaultError> {
-        ring_versions(&self.dir)
+        match &self.home {
+            Home::Dir(dir) => ring_versions(dir),
+            Home::Shared(home) => Ok(home
+                .ring()?
+                .map(|r| std::iter::once(r.master_version).chain(r.staged.map(|(v, _)| v)))
+                .into_iter()
+                .flatten()
+                .collect()),
+        }
     }
 
-    /// The directory holding the vault files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The directory holding the vault files (none when shared).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.home {
+            Home::Dir(dir) => Some(dir),
+            Home::Shared(_) => None,
+        }
+    }
+
+    /// Whether the ring and master slot are rows several nodes share.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.home, Home::Shared(_))
     }
 
     /// Tests only: make the next rotation stop at `point` as if the process
@@ -240,20 +277,32 @@ impl Vault {
         master: &MasterKey,
         ring: &KeyRing,
     ) -> Result<(), VaultError> {
-        let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
-        let plain = ring.to_bytes()?;
-        let sealed = seal::seal(
-            ring_key.expose_secret(),
-            &ring_aad(version),
-            plain.expose_secret(),
-        )?;
-        fsutil::atomic_write(&ring_path(&self.dir, version), &sealed)?;
+        let Home::Dir(dir) = &self.home else {
+            return Err(VaultError::Shared("a ring file for a shared vault".into()));
+        };
+        let sealed = seal_ring(version, master, ring)?;
+        fsutil::atomic_write(&ring_path(dir, version), &sealed)?;
         Ok(())
     }
 
     /// Changes the ring and durably replaces the ring file under the same
     /// master key. If writing fails, the in-memory ring is left unchanged.
+    /// Shared: under the lock, after taking in every change another node
+    /// made, by compare-and-swap of the row.
     pub fn update(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
+        if let Home::Shared(home) = self.home.clone() {
+            let _lock = home.lock()?;
+            self.settle(home.as_ref())?;
+            let mut next = self.ring.clone();
+            change(&mut next);
+            let sealed = seal_ring(self.version, &self.master, &next)?;
+            if !home.replace_ring(self.generation, &sealed)? {
+                return Err(moved_under_lock());
+            }
+            self.ring = next;
+            self.generation += 1;
+            return Ok(());
+        }
         let mut next = self.ring.clone();
         change(&mut next);
         self.write_ring(self.version, &self.master, &next)?;
@@ -272,6 +321,9 @@ impl Vault {
     /// what it holds for `v` (a token's old key); remove `keyring.<v>`;
     /// drop the old master from memory (it is zeroized on drop).
     pub fn rotate(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
+        if let Home::Shared(home) = self.home.clone() {
+            return self.rotate_shared(home.as_ref(), change);
+        }
         let mut next = self.ring.clone();
         change(&mut next);
         let new_version = self.version + 1;
@@ -288,9 +340,217 @@ impl Vault {
         self.generation += 1;
         self.check_fault(FaultPoint::AfterMasterReplaced)?;
         self.provider.destroy_others(new_version)?;
-        fsutil::scrub_and_remove(&ring_path(&self.dir, old_version))?;
+        if let Home::Dir(dir) = &self.home {
+            fsutil::scrub_and_remove(&ring_path(dir, old_version))?;
+        }
         Ok(())
     }
+
+    /// Starts a shared vault: an empty ring under the provider's current
+    /// master, as the row at generation 1. The caller holds the lock.
+    pub fn create_shared(
+        home: Arc<dyn SharedHome>,
+        provider: Box<dyn MasterKeyProvider>,
+    ) -> Result<Self, VaultError> {
+        let (version, master) = provider.load()?;
+        let ring = KeyRing::new();
+        if !home.create_ring(version, &seal_ring(version, &master, &ring)?)? {
+            return Err(VaultError::AlreadyInitialised);
+        }
+        Ok(Self {
+            home: Home::Shared(home),
+            provider,
+            version,
+            master,
+            ring,
+            generation: 1,
+            fault: None,
+        })
+    }
+
+    /// Opens a shared vault: finishes a rotation that passed its commit
+    /// point, drops one that did not, and has the provider destroy what it
+    /// holds for other versions. The caller holds the lock.
+    pub fn open_shared(
+        home: Arc<dyn SharedHome>,
+        provider: Box<dyn MasterKeyProvider>,
+    ) -> Result<Self, VaultError> {
+        let (version, master) = provider.load()?;
+        let mut vault = Self {
+            home: Home::Shared(home.clone()),
+            provider,
+            version,
+            master,
+            ring: KeyRing::new(),
+            generation: 0,
+            fault: None,
+        };
+        vault.settle(home.as_ref())?;
+        Ok(vault)
+    }
+
+    /// Opens a shared vault without writing anything (for an inspection):
+    /// the ring the master slot's version names, committed or staged.
+    pub fn open_shared_read_only(
+        home: Arc<dyn SharedHome>,
+        provider: Box<dyn MasterKeyProvider>,
+    ) -> Result<Self, VaultError> {
+        let (version, master) = provider.load()?;
+        let stored = home
+            .ring()?
+            .ok_or(VaultError::Corrupt("the shared key ring is missing"))?;
+        let sealed = match stored.staged {
+            Some((staged, sealed)) if staged == version => sealed,
+            _ if stored.master_version == version => stored.sealed,
+            _ => {
+                return Err(VaultError::Corrupt(
+                    "no shared key ring for the current master key",
+                ));
+            }
+        };
+        let ring = open_ring(version, &master, &sealed)?;
+        Ok(Self {
+            home: Home::Shared(home),
+            provider,
+            version,
+            master,
+            ring,
+            generation: stored.generation,
+            fault: None,
+        })
+    }
+
+    /// Shared, with the lock held: reads the master and the row afresh,
+    /// finishes or drops an interrupted rotation, destroys what the
+    /// provider holds for other versions, and takes the result as this
+    /// handle's ring.
+    fn settle(&mut self, home: &dyn SharedHome) -> Result<(), VaultError> {
+        let (version, master) = self.provider.load()?;
+        let stored = home
+            .ring()?
+            .ok_or(VaultError::Corrupt("the shared key ring is missing"))?;
+        let (generation, sealed) = if stored.master_version == version {
+            if stored.staged.is_some() {
+                // A rotation that stopped before its commit point.
+                home.clear_stage()?;
+            }
+            (stored.generation, stored.sealed)
+        } else {
+            match stored.staged {
+                // One that stopped after it: finish it.
+                Some((staged, sealed)) if staged == version => {
+                    if !home.commit_ring(stored.generation, version)? {
+                        return Err(moved_under_lock());
+                    }
+                    (stored.generation + 1, sealed)
+                }
+                _ => {
+                    return Err(VaultError::Corrupt(
+                        "no shared key ring for the current master key",
+                    ));
+                }
+            }
+        };
+        let ring = open_ring(version, &master, &sealed)?;
+        self.provider.destroy_others(version)?;
+        self.version = version;
+        self.master = master;
+        self.ring = ring;
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// Shared: takes in a change another node committed, if the row moved
+    /// on; true if the ring changed. Never writes, and never destroys a
+    /// token key (only a node holding the lock does). A row whose master
+    /// the provider does not name yet (a rotation between its commit point
+    /// and its ring's commit) is left for the next call.
+    pub fn refresh(&mut self) -> Result<bool, VaultError> {
+        let Home::Shared(home) = self.home.clone() else {
+            return Ok(false);
+        };
+        if home.generation()? == Some(self.generation) {
+            return Ok(false);
+        }
+        let Some(stored) = home.ring()? else {
+            return Ok(false);
+        };
+        if stored.generation == self.generation {
+            return Ok(false);
+        }
+        let (version, master) = if stored.master_version == self.version {
+            (self.version, self.master.clone())
+        } else {
+            self.provider.load()?
+        };
+        if version != stored.master_version {
+            return Ok(false);
+        }
+        let ring = open_ring(version, &master, &stored.sealed)?;
+        self.version = version;
+        self.master = master;
+        self.ring = ring;
+        self.generation = stored.generation;
+        Ok(true)
+    }
+
+    /// [`Vault::rotate`] with the ring and master slot shared: the staged
+    /// row takes the new ring file's place, the master slot row the slot
+    /// file's; then the staged ring is committed and announced.
+    fn rotate_shared(
+        &mut self,
+        home: &dyn SharedHome,
+        change: impl FnOnce(&mut KeyRing),
+    ) -> Result<(), VaultError> {
+        let _lock = home.lock()?;
+        self.settle(home)?;
+        let mut next = self.ring.clone();
+        change(&mut next);
+        let new_version = self.version + 1;
+        self.provider.prepare(new_version)?;
+        self.check_fault(FaultPoint::AfterNewMasterPrepared)?;
+        let new_master = MasterKey::generate();
+        let sealed = seal_ring(new_version, &new_master, &next)?;
+        if !home.stage_ring(self.generation, new_version, &sealed)? {
+            return Err(moved_under_lock());
+        }
+        self.check_fault(FaultPoint::AfterNewRingWritten)?;
+        self.provider.replace(new_version, &new_master)?;
+        let seen = self.generation;
+        self.version = new_version;
+        self.master = new_master;
+        self.ring = next;
+        self.generation += 1;
+        self.check_fault(FaultPoint::AfterMasterReplaced)?;
+        if !home.commit_ring(seen, new_version)? {
+            return Err(moved_under_lock());
+        }
+        self.provider.destroy_others(new_version)?;
+        Ok(())
+    }
+}
+
+fn moved_under_lock() -> VaultError {
+    VaultError::Corrupt("the shared key ring changed while this node held its lock")
+}
+
+/// The ring sealed under master `version`.
+fn seal_ring(version: u64, master: &MasterKey, ring: &KeyRing) -> Result<Vec<u8>, VaultError> {
+    let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
+    let plain = ring.to_bytes()?;
+    Ok(seal::seal(
+        ring_key.expose_secret(),
+        &ring_aad(version),
+        plain.expose_secret(),
+    )?)
+}
+
+/// Opens a ring sealed under master `version`.
+fn open_ring(version: u64, master: &MasterKey, sealed: &[u8]) -> Result<KeyRing, VaultError> {
+    let ring_key = kdf::derive(master.expose_secret(), "keyring", &version.to_be_bytes());
+    let plain = seal::open(ring_key.expose_secret(), &ring_aad(version), sealed)
+        .map_err(|_| VaultError::Corrupt("key ring does not open under the master key"))?;
+    KeyRing::from_bytes(plain.expose_secret())
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::master::MasterKeyProvider;
+use super::shared::SharedHome;
 use super::{VaultError, fsutil};
 use crate::crypto::secret::{MasterKey, random_32};
 
@@ -280,8 +281,31 @@ fn wrap_aad(vault_id: &[u8], version: u64) -> Vec<u8> {
     aad
 }
 
+/// Where the token-wrapped master key is kept: a file of the data
+/// directory, or the master slot row several nodes share.
+enum SlotHome {
+    File(PathBuf),
+    Shared(Arc<dyn SharedHome>),
+}
+
+impl SlotHome {
+    fn read(&self) -> Result<MasterFile, VaultError> {
+        match self {
+            Self::File(path) => read_file(path),
+            Self::Shared(home) => parse(&home.master_slot()?.ok_or(VaultError::NotInitialised)?),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<(), VaultError> {
+        match self {
+            Self::File(path) => Ok(fsutil::atomic_write(path, bytes)?),
+            Self::Shared(home) => home.put_master_slot(bytes),
+        }
+    }
+}
+
 struct Inner {
-    file: PathBuf,
+    home: SlotHome,
     token: String,
     vault_id: Vec<u8>,
     // A PKCS#11 session is not to be used from two threads at once.
@@ -296,7 +320,13 @@ pub struct TokenMaster(Arc<Inner>);
 impl std::fmt::Debug for TokenMaster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenMaster")
-            .field("file", &self.0.file)
+            .field(
+                "file",
+                &match &self.0.home {
+                    SlotHome::File(path) => Some(path),
+                    SlotHome::Shared(_) => None,
+                },
+            )
             .field("token", &self.0.token)
             .finish_non_exhaustive()
     }
@@ -352,8 +382,12 @@ fn read_file(path: &Path) -> Result<MasterFile, VaultError> {
         }
         Err(e) => return Err(e.into()),
     };
+    parse(&bytes)
+}
+
+fn parse(bytes: &[u8]) -> Result<MasterFile, VaultError> {
     let file: MasterFile =
-        serde_json::from_slice(&bytes).map_err(|_| VaultError::Corrupt("master token file"))?;
+        serde_json::from_slice(bytes).map_err(|_| VaultError::Corrupt("master token file"))?;
     if file.format != FORMAT {
         return Err(VaultError::Corrupt("master token file format"));
     }
@@ -375,9 +409,38 @@ impl TokenMaster {
         if let Some(dir) = file.parent() {
             fsutil::create_private_dir(dir)?;
         }
+        Self::start(SlotHome::File(file.to_owned()), session, uri)
+    }
+
+    /// [`TokenMaster::create`] for several nodes: `M_1` wrapped in the
+    /// shared master slot row. The caller holds the shared lock; refuses if
+    /// the row exists.
+    pub fn create_shared(
+        home: Arc<dyn SharedHome>,
+        uri: &TokenUri,
+        pin: &TokenPin,
+    ) -> Result<Self, VaultError> {
+        if home.master_slot()?.is_some() {
+            return Err(VaultError::AlreadyInitialised);
+        }
+        let session = login(uri, pin)?;
+        Self::start(SlotHome::Shared(home), session, uri)
+    }
+
+    /// [`TokenMaster::open`] for several nodes: the master slot row.
+    pub fn open_shared(
+        home: Arc<dyn SharedHome>,
+        uri: &TokenUri,
+        pin: &TokenPin,
+    ) -> Result<Self, VaultError> {
+        Self::open_in(SlotHome::Shared(home), uri, pin)
+    }
+
+    /// A fresh vault id, a token key for version 1 and `M_1` under it.
+    fn start(home: SlotHome, session: Session, uri: &TokenUri) -> Result<Self, VaultError> {
         let id = random_32();
         let master = Self(Arc::new(Inner {
-            file: file.to_owned(),
+            home,
             token: uri.token.clone(),
             vault_id: id[..8].to_vec(),
             session: Mutex::new(session),
@@ -391,12 +454,16 @@ impl TokenMaster {
     /// checks that the current master unwraps. A wrong PIN, a missing token
     /// or a destroyed token key is an error, and nothing is changed.
     pub fn open(file: &Path, uri: &TokenUri, pin: &TokenPin) -> Result<Self, VaultError> {
-        let stored = read_file(file)?;
+        Self::open_in(SlotHome::File(file.to_owned()), uri, pin)
+    }
+
+    fn open_in(home: SlotHome, uri: &TokenUri, pin: &TokenPin) -> Result<Self, VaultError> {
+        let stored = home.read()?;
         let vault_id =
             hex::decode(&stored.vault_id).map_err(|_| VaultError::Corrupt("master token file"))?;
         let session = login(uri, pin)?;
         let master = Self(Arc::new(Inner {
-            file: file.to_owned(),
+            home,
             token: uri.token.clone(),
             vault_id,
             session: Mutex::new(session),
@@ -462,13 +529,13 @@ impl TokenMaster {
 
     /// The version the master file names.
     pub fn stored_version(&self) -> Result<u64, VaultError> {
-        Ok(read_file(&self.0.file)?.version)
+        Ok(self.0.home.read()?.version)
     }
 }
 
 impl MasterKeyProvider for TokenMaster {
     fn load(&self) -> Result<(u64, MasterKey), VaultError> {
-        let stored = read_file(&self.0.file)?;
+        let stored = self.0.home.read()?;
         if hex::decode(&stored.vault_id).ok().as_deref() != Some(self.0.vault_id.as_slice()) {
             return Err(VaultError::Corrupt("master token file names another vault"));
         }
@@ -564,7 +631,7 @@ impl MasterKeyProvider for TokenMaster {
         };
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|_| VaultError::Corrupt("master token file"))?;
-        fsutil::atomic_write(&self.0.file, &bytes)?;
+        self.0.home.write(&bytes)?;
         Ok(())
     }
 

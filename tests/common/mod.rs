@@ -3,8 +3,13 @@
 //!
 //! The store's engine comes from `BLINDPASS_TEST_STORE`: unset (or `sled`),
 //! sled in the data directory; `postgres`, a fresh database per server in
-//! the throwaway cluster of [`postgres`] (which must then be installed). A
-//! test that only makes sense on sled asks [`skip_unless_sled`].
+//! the throwaway cluster of [`postgres`] (which must then be installed);
+//! `shared`, the same with the master key in the PKCS#11 token that
+//! `BLINDPASS_TEST_TOKEN` names (a `pkcs11:` URI with a `pin-source`; the
+//! token's library reads its configuration, `SOFTHSM2_CONF` for SoftHSM2,
+//! from the environment), so that the key ring, the master slot and the
+//! audit log are the database's, as for several nodes. A test that only
+//! makes sense on sled asks [`skip_unless_sled`].
 
 #![allow(dead_code)]
 
@@ -28,6 +33,7 @@ use blindpass::service::{
     ServiceConfig,
 };
 use blindpass::store::StoreSpec;
+use blindpass::vault::pkcs11::{TokenPin, TokenUri};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -52,13 +58,18 @@ pub struct TestServer {
 pub enum TestStore {
     Sled,
     Postgres,
+    /// PostgreSQL with the ring, master slot and log as shared rows.
+    Shared,
 }
 
 pub fn test_store() -> TestStore {
     match std::env::var("BLINDPASS_TEST_STORE").as_deref() {
         Err(_) | Ok("") | Ok("sled") => TestStore::Sled,
         Ok("postgres") => TestStore::Postgres,
-        Ok(other) => panic!("BLINDPASS_TEST_STORE={other:?}: use \"sled\" or \"postgres\""),
+        Ok("shared") => TestStore::Shared,
+        Ok(other) => {
+            panic!("BLINDPASS_TEST_STORE={other:?}: use \"sled\", \"postgres\" or \"shared\"")
+        }
     }
 }
 
@@ -68,7 +79,7 @@ pub fn skip_unless_sled(why: &str) -> bool {
     if test_store() == TestStore::Sled {
         return false;
     }
-    eprintln!("skipped on BLINDPASS_TEST_STORE=postgres: {why}");
+    eprintln!("skipped on BLINDPASS_TEST_STORE={:?}: {why}", test_store());
     true
 }
 
@@ -76,10 +87,10 @@ pub fn skip_unless_sled(why: &str) -> bool {
 pub fn store_for_test() -> (StoreSpec, Option<postgres::Database>) {
     match test_store() {
         TestStore::Sled => (StoreSpec::Sled, None),
-        TestStore::Postgres => {
+        TestStore::Postgres | TestStore::Shared => {
             if postgres::installed().is_none() {
                 panic!(
-                    "BLINDPASS_TEST_STORE=postgres, but PostgreSQL is not installed \
+                    "BLINDPASS_TEST_STORE=postgres or shared, but PostgreSQL is not installed \
                      (`apt-get install postgresql`, or run .ci/run)"
                 );
             }
@@ -90,6 +101,29 @@ pub fn store_for_test() -> (StoreSpec, Option<postgres::Database>) {
             };
             (spec, Some(database))
         }
+    }
+}
+
+/// The passphrase slot, or with `BLINDPASS_TEST_STORE=shared` the token
+/// `BLINDPASS_TEST_TOKEN` names.
+pub fn master_for_test() -> MasterSource {
+    if test_store() != TestStore::Shared {
+        return MasterSource::Passphrase {
+            passphrase: Passphrase::new("operator passphrase".into()),
+            new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
+        };
+    }
+    let uri = std::env::var("BLINDPASS_TEST_TOKEN")
+        .expect("BLINDPASS_TEST_STORE=shared needs BLINDPASS_TEST_TOKEN (see .ci/run)");
+    let uri = TokenUri::parse(&uri).expect("BLINDPASS_TEST_TOKEN is a pkcs11: URI");
+    let pin_file = uri
+        .pin_source
+        .clone()
+        .expect("BLINDPASS_TEST_TOKEN has a pin-source");
+    let pin = std::fs::read_to_string(pin_file).expect("the PIN file");
+    MasterSource::Token {
+        uri,
+        pin: TokenPin::new(pin.lines().next().unwrap_or_default().to_owned()),
     }
 }
 
@@ -112,10 +146,7 @@ impl TestServer {
         let (store_spec, database) = store_for_test();
         let service = Service::start(ServiceConfig {
             data_dir: dir.path().to_owned(),
-            master: MasterSource::Passphrase {
-                passphrase: Passphrase::new("operator passphrase".into()),
-                new_slot_argon2: Argon2Params::INSECURE_FAST_FOR_TESTS,
-            },
+            master: master_for_test(),
             authority: AuthorityConfig {
                 key_horizon_days: 3,
                 store_spec,
@@ -139,9 +170,13 @@ impl TestServer {
         .unwrap();
         let engine = match test_store() {
             TestStore::Sled => "sled",
-            TestStore::Postgres => "postgres",
+            TestStore::Postgres | TestStore::Shared => "postgres",
         };
         assert_eq!(service.authority().store().engine_name(), engine);
+        assert_eq!(
+            service.authority().ring_is_shared(),
+            test_store() == TestStore::Shared
+        );
         Self {
             dir,
             clock,

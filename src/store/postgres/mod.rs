@@ -7,11 +7,14 @@
 //! engine owns a small Tokio runtime of its own: each call sends its future
 //! there and waits for the answer on a std channel.
 //!
-//! Single node only: the key ring and the master slot still live in the
-//! data directory, so two nodes on one database would seal with different
-//! period keys. At open the engine takes a session-level advisory lock on
-//! a connection it holds for its life, and refuses a database whose lock
-//! another process holds.
+//! Two ways to open it. **One node** ([`PgStore::open`]): the key ring and
+//! the master slot live in the data directory, so two nodes on one database
+//! would seal with different period keys; at open the engine takes a
+//! session-level advisory lock on a connection it holds for its life, and
+//! refuses a database whose lock another process holds. **Shared**
+//! ([`PgStore::open_shared`], with the master key in a PKCS#11 token every
+//! node reaches): the key ring, the wrapped master key and the audit log are
+//! rows of the database too ([`shared`]), and any number of nodes open it.
 //!
 //! Names and errors carry no personal data: tables are named by a fixed
 //! prefix and the random period id in hex; no SQL parameter is ever logged
@@ -32,6 +35,8 @@ use super::commit::{PendingCharge, PendingFlush};
 use super::purge::{self, PurgeDone, Purged};
 use super::{Charge, ChargeOrder, Entry, StoreError};
 use crate::ids::{PeriodId, ResidentId};
+
+pub mod shared;
 
 /// Advisory lock keys ("blindpas" in ASCII, plus one per use). Advisory
 /// locks are scoped to the database.
@@ -129,6 +134,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     $$;
     ",
     ),
+    (3, shared::MIGRATION),
 ];
 
 /// The partitioned tables, each with one partition per period.
@@ -200,8 +206,10 @@ struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
-    /// Holds the node lock for the store's life.
-    _node: Client,
+    /// For the connections that are not pooled (locks, the listener).
+    config: tokio_postgres::Config,
+    /// Holds the node lock for the store's life (one node only).
+    node: Option<Client>,
     /// Periods whose partitions are known to exist.
     partitions: Mutex<HashSet<PeriodId>>,
 }
@@ -231,6 +239,17 @@ impl PgStore {
     /// Connects, takes the node lock, applies the migrations, and checks
     /// that the database is `owner`'s (claiming an unowned one).
     pub(super) fn open(url: &str, pool_size: usize, owner: &str) -> Result<Self, StoreError> {
+        Self::connect(url, pool_size, Some(owner))
+    }
+
+    /// Connects and applies the migrations, without the node lock: the
+    /// database of several nodes, whose key ring, master slot and audit log
+    /// are its rows ([`shared`]). Refuses a one-node database.
+    pub(super) fn open_shared(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect(url, pool_size, None)
+    }
+
+    fn connect(url: &str, pool_size: usize, owner: Option<&str>) -> Result<Self, StoreError> {
         let mut config = conninfo(url)?;
         config.application_name("blindpass");
         if config.get_connect_timeout().is_none() {
@@ -243,9 +262,18 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Postgres(format!("starting the engine's runtime: {e}")))?;
         let handle = runtime.handle().clone();
-        let node = wait_on(&handle, lock_node(config.clone(), owner.to_owned()))?;
+        let node = match owner {
+            Some(owner) => Some(wait_on(
+                &handle,
+                lock_node(config.clone(), owner.to_owned()),
+            )?),
+            None => {
+                wait_on(&handle, open_shared(config.clone()))?;
+                None
+            }
+        };
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -261,11 +289,17 @@ impl PgStore {
                 runtime: Some(runtime),
                 handle,
                 pool,
-                _node: node,
+                config,
+                node,
                 partitions: Mutex::default(),
             }),
             purger: Arc::default(),
         })
+    }
+
+    /// Whether this store was opened shared (no node lock).
+    pub(super) fn is_shared(&self) -> bool {
+        self.inner.node.is_none()
     }
 
     fn run<T: Send + 'static>(
@@ -783,7 +817,64 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// Connects the node lock's connection, takes the lock (waiting up to
 /// [`NODE_LOCK_WAIT`]), applies the migrations on it, and checks the owner.
 async fn lock_node(config: tokio_postgres::Config, owner: String) -> Result<Client, StoreError> {
-    let (mut client, connection) = config
+    let mut client = connect_checked(&config).await?;
+    let started = Instant::now();
+    loop {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
+            .await
+            .map_err(failed("taking the node lock"))?
+            .get(0);
+        if locked {
+            break;
+        }
+        if started.elapsed() >= NODE_LOCK_WAIT {
+            return Err(StoreError::OtherNode);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    migrate(&mut client).await?;
+    // A data directory started on another's database would purge, at its
+    // recovery, every period its own ring does not know.
+    claim_owner(&client, &owner).await?;
+    Ok(client)
+}
+
+/// Applies the migrations and marks the database as shared by several
+/// nodes; refuses one a single node owns. A one-node store refuses a shared
+/// database the same way, since the marks differ.
+async fn open_shared(config: tokio_postgres::Config) -> Result<(), StoreError> {
+    let mut client = connect_checked(&config).await?;
+    migrate(&mut client).await?;
+    claim_owner(&client, shared::SHARED_OWNER).await
+}
+
+/// Claims the `owner` row for `owner` if it is free; refuses a database
+/// that is someone else's.
+async fn claim_owner(client: &Client, owner: &str) -> Result<(), StoreError> {
+    let what = "checking the database's owner";
+    client
+        .execute(
+            "INSERT INTO owner (log_key) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&owner],
+        )
+        .await
+        .map_err(failed(what))?;
+    let found: String = client
+        .query_one("SELECT log_key FROM owner", &[])
+        .await
+        .map_err(failed(what))?
+        .get(0);
+    if found != owner {
+        return Err(StoreError::OtherIssuer);
+    }
+    Ok(())
+}
+
+/// Connects, with the connection driven on the current runtime, and checks
+/// the server's version.
+async fn connect_checked(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
+    let (client, connection) = config
         .connect(NoTls)
         .await
         .map_err(failed("connecting to the database"))?;
@@ -804,40 +895,6 @@ async fn lock_node(config: tokio_postgres::Config, owner: String) -> Result<Clie
             MIN_SERVER_VERSION / 10_000,
             version / 10_000
         )));
-    }
-    let started = Instant::now();
-    loop {
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
-            .await
-            .map_err(failed("taking the node lock"))?
-            .get(0);
-        if locked {
-            break;
-        }
-        if started.elapsed() >= NODE_LOCK_WAIT {
-            return Err(StoreError::OtherNode);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    migrate(&mut client).await?;
-    // A data directory started on another's database would purge, at its
-    // recovery, every period its own ring does not know.
-    let what = "checking the database's owner";
-    client
-        .execute(
-            "INSERT INTO owner (log_key) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&owner],
-        )
-        .await
-        .map_err(failed(what))?;
-    let found: String = client
-        .query_one("SELECT log_key FROM owner", &[])
-        .await
-        .map_err(failed(what))?
-        .get(0);
-    if found != owner {
-        return Err(StoreError::OtherIssuer);
     }
     Ok(client)
 }
