@@ -27,9 +27,9 @@ use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::vault::pkcs11::{MASTER_FILE, TokenError, TokenMaster, TokenPin, TokenUri};
 use blindpass::vault::{FaultPoint, VaultError};
 use common::process::{KillOnDrop, agent, free_port, spawn_answering};
+use common::softhsm::{self, MODULE};
 use time::{Duration, OffsetDateTime};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "4711-test-pin";
 const SO_PIN: &str = "0815-test-so-pin";
 const CHILD_ENV: &str = "BLINDPASS_TEST_HSM_CHILD";
@@ -49,11 +49,7 @@ impl Token {
     }
     /// The `--master` URI, the PIN from a file.
     fn uri(&self) -> String {
-        format!(
-            "pkcs11:token={}?module-path={MODULE}&pin-source={}",
-            self.label,
-            self.pin_file().display()
-        )
+        softhsm::uri(&self.dir, &self.label)
     }
     fn master(&self, root: &Path) -> Result<TokenMaster, VaultError> {
         let uri = TokenUri::parse(&self.uri()).unwrap();
@@ -73,16 +69,6 @@ impl Token {
     }
 }
 
-fn softhsm_missing() -> Option<String> {
-    if !Path::new(MODULE).exists() {
-        return Some(format!("{MODULE} is missing (Debian package softhsm2)"));
-    }
-    match Command::new("softhsm2-util").arg("--version").output() {
-        Ok(out) if out.status.success() => None,
-        _ => Some("softhsm2-util is missing (Debian package softhsm2)".into()),
-    }
-}
-
 /// Runs `body` with a fresh token, in a child process of this test binary
 /// (`name` must be the calling test's name).
 fn with_token(name: &str, body: fn(&Token)) {
@@ -94,7 +80,7 @@ fn with_token(name: &str, body: fn(&Token)) {
         body(&token);
         return;
     }
-    if let Some(reason) = softhsm_missing() {
+    if let Some(reason) = softhsm::missing() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("SoftHSM2 is required under CI: {reason}");
         }
@@ -102,25 +88,8 @@ fn with_token(name: &str, body: fn(&Token)) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    std::fs::write(
-        dir.path().join("softhsm2.conf"),
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("pin"), format!("{PIN}\n")).unwrap();
     let label: String = name.chars().take(32).collect();
-    let init = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
-        .args(["--init-token", "--free", "--label", &label])
-        .args(["--pin", PIN, "--so-pin", SO_PIN])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
+    softhsm::init_token(dir.path(), &label, PIN, SO_PIN);
     let out = Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())

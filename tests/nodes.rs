@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,9 +24,9 @@ use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::protocol::token::TokenResponse;
 use common::postgres::{self, Database};
 use common::process::{KillOnDrop, agent, free_port};
+use common::softhsm;
 use time::OffsetDateTime;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "5150-nodes-pin";
 const SO_PIN: &str = "0815-nodes-so-pin";
 const PASSWORD: &str = "a long enough password";
@@ -42,18 +42,7 @@ struct Token {
 
 impl Token {
     fn new() -> Option<Self> {
-        let reason = if !Path::new(MODULE).exists() {
-            Some(format!("{MODULE} is missing (Debian package softhsm2)"))
-        } else if !Command::new("softhsm2-util")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            Some("softhsm2-util is missing (Debian package softhsm2)".to_owned())
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = softhsm::missing() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "SoftHSM2 is required under CI: {reason}"
@@ -62,34 +51,13 @@ impl Token {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("pin"), format!("{PIN}\n")).unwrap();
         let label = "blindpass-nodes".to_owned();
-        let init = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
-            .args(["--init-token", "--free", "--label", &label])
-            .args(["--pin", PIN, "--so-pin", SO_PIN])
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
+        softhsm::init_token(dir.path(), &label, PIN, SO_PIN);
         Some(Self { dir, label })
     }
 
     fn uri(&self) -> String {
-        format!(
-            "pkcs11:token={}?module-path={MODULE}&pin-source={}",
-            self.label,
-            self.dir.path().join("pin").display()
-        )
+        softhsm::uri(self.dir.path(), &self.label)
     }
 }
 
@@ -206,6 +174,20 @@ impl Deployment {
 }
 
 impl Node {
+    /// A client of the node at `base` (no process of its own).
+    fn at(base: &str, admin: &str) -> Self {
+        Self {
+            name: base.to_owned(),
+            root: PathBuf::new(),
+            port: 0,
+            base: base.to_owned(),
+            admin: admin.to_owned(),
+            process: None,
+            log: PathBuf::new(),
+            poll_ms: 0,
+        }
+    }
+
     fn kill(&mut self) {
         // SIGKILL: no shutdown, no flush.
         drop(self.process.take());
@@ -337,6 +319,16 @@ fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Durati
     t0.elapsed()
 }
 
+/// How many audit entries in the shared log match the SQL `LIKE` pattern.
+fn logged(db: &Database, like: &str) -> usize {
+    db.sql(&format!(
+        "SELECT count(*) FROM audit_entries WHERE convert_from(entry, 'UTF8') LIKE '{like}'"
+    ))
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 fn tomorrow() -> Window {
     Window::containing(WindowKind::Day, OffsetDateTime::now_utc().date()).next()
 }
@@ -388,16 +380,7 @@ fn two_nodes_share_residents_sessions_the_quota_and_the_audit_log() {
                 directory.clone(),
             );
             std::thread::spawn(move || {
-                let node = Node {
-                    name: String::new(),
-                    root: PathBuf::new(),
-                    port: 0,
-                    base: nodes[i % 2].clone(),
-                    admin: String::new(),
-                    process: None,
-                    log: PathBuf::new(),
-                    poll_ms: 0,
-                };
+                let node = Node::at(&nodes[i % 2], "");
                 let status = node.obtain(&directory, &session, tomorrow());
                 granted.lock().unwrap().push((i % 2, status));
             })
@@ -451,12 +434,8 @@ fn two_nodes_share_residents_sessions_the_quota_and_the_audit_log() {
         std::fs::read(b.root.join("audit").join("log.pub")).unwrap()
     );
     // Each signing key was published once, whichever node made it.
-    let published = deployment.db.sql(
-        "SELECT count(*) FROM audit_entries
-         WHERE convert_from(entry, 'UTF8') LIKE '%signing-key-published%'",
-    );
     assert_eq!(
-        published.trim().parse::<usize>().unwrap(),
+        logged(&deployment.db, "%signing-key-published%"),
         directory.keys.len()
     );
 }
@@ -486,16 +465,7 @@ fn a_period_destroyed_through_one_node_stops_the_other_within_the_bound() {
         let admin = b.admin.clone();
         let period = period.clone();
         std::thread::spawn(move || {
-            let node = Node {
-                name: "b".into(),
-                root: PathBuf::new(),
-                port: 0,
-                base,
-                admin,
-                process: None,
-                log: PathBuf::new(),
-                poll_ms: 0,
-            };
+            let node = Node::at(&base, &admin);
             let t0 = Instant::now();
             while node.live_periods().contains(&period) {
                 assert!(t0.elapsed() < Duration::from_secs(30), "B kept the key");
@@ -560,11 +530,10 @@ fn a_period_destroyed_through_one_node_stops_the_other_within_the_bound() {
     );
 
     // The destruction is in the one log once, whichever node wrote it.
-    let destroyed = deployment.db.sql(&format!(
-        "SELECT count(*) FROM audit_entries
-         WHERE convert_from(entry, 'UTF8') LIKE '%period-key-destroyed%{period}%'"
-    ));
-    assert_eq!(destroyed.trim(), "1");
+    assert_eq!(
+        logged(&deployment.db, &format!("%period-key-destroyed%{period}%")),
+        1
+    );
 }
 
 #[test]
@@ -584,18 +553,11 @@ fn one_expiry_pass_destroys_a_period_whose_deadline_passes_on_two_nodes() {
     // Give a second pass a chance to run (it must not log anything again).
     std::thread::sleep(Duration::from_secs(2));
     for kind in ["destroy-intent", "period-key-destroyed"] {
-        let count = deployment.db.sql(&format!(
-            "SELECT count(*) FROM audit_entries
-             WHERE convert_from(entry, 'UTF8') LIKE '%\"{kind}\"%{period}%'"
-        ));
-        assert_eq!(count.trim(), "1", "{kind}");
+        let pattern = format!("%\"{kind}\"%{period}%");
+        assert_eq!(logged(&deployment.db, &pattern), 1, "{kind}");
     }
-    // Exactly one master rotation for it, and one token key left.
-    let rotations = deployment.db.sql(
-        "SELECT count(*) FROM audit_entries
-         WHERE convert_from(entry, 'UTF8') LIKE '%\"master-rotated\"%'",
-    );
-    assert_eq!(rotations.trim(), "1");
+    // Exactly one master rotation for it.
+    assert_eq!(logged(&deployment.db, "%\"master-rotated\"%"), 1);
 }
 
 #[test]

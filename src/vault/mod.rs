@@ -321,8 +321,16 @@ impl Vault {
     /// what it holds for `v` (a token's old key); remove `keyring.<v>`;
     /// drop the old master from memory (it is zeroized on drop).
     pub fn rotate(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
-        if let Home::Shared(home) = self.home.clone() {
-            return self.rotate_shared(home.as_ref(), change);
+        // Shared: under the lock, on the ring as it is now; the staged row
+        // takes the new ring file's place, the master slot row the slot
+        // file's, and the staged ring is committed (and announced) after it.
+        let shared = match &self.home {
+            Home::Shared(home) => Some(home.clone()),
+            Home::Dir(_) => None,
+        };
+        let _lock = shared.as_ref().map(|home| home.lock()).transpose()?;
+        if let Some(home) = &shared {
+            self.settle(home.as_ref())?;
         }
         let mut next = self.ring.clone();
         change(&mut next);
@@ -330,15 +338,28 @@ impl Vault {
         self.provider.prepare(new_version)?;
         self.check_fault(FaultPoint::AfterNewMasterPrepared)?;
         let new_master = MasterKey::generate();
-        self.write_ring(new_version, &new_master, &next)?;
+        match &shared {
+            None => self.write_ring(new_version, &new_master, &next)?,
+            Some(home) => {
+                let sealed = seal_ring(new_version, &new_master, &next)?;
+                if !home.stage_ring(self.generation, new_version, &sealed)? {
+                    return Err(moved_under_lock());
+                }
+            }
+        }
         self.check_fault(FaultPoint::AfterNewRingWritten)?;
         self.provider.replace(new_version, &new_master)?;
-        let old_version = self.version;
+        let (old_version, seen) = (self.version, self.generation);
         self.version = new_version;
         self.master = new_master;
         self.ring = next;
         self.generation += 1;
         self.check_fault(FaultPoint::AfterMasterReplaced)?;
+        if let Some(home) = &shared {
+            if !home.commit_ring(seen, new_version)? {
+                return Err(moved_under_lock());
+            }
+        }
         self.provider.destroy_others(new_version)?;
         if let Home::Dir(dir) = &self.home {
             fsutil::scrub_and_remove(&ring_path(dir, old_version))?;
@@ -492,41 +513,6 @@ impl Vault {
         self.ring = ring;
         self.generation = stored.generation;
         Ok(true)
-    }
-
-    /// [`Vault::rotate`] with the ring and master slot shared: the staged
-    /// row takes the new ring file's place, the master slot row the slot
-    /// file's; then the staged ring is committed and announced.
-    fn rotate_shared(
-        &mut self,
-        home: &dyn SharedHome,
-        change: impl FnOnce(&mut KeyRing),
-    ) -> Result<(), VaultError> {
-        let _lock = home.lock()?;
-        self.settle(home)?;
-        let mut next = self.ring.clone();
-        change(&mut next);
-        let new_version = self.version + 1;
-        self.provider.prepare(new_version)?;
-        self.check_fault(FaultPoint::AfterNewMasterPrepared)?;
-        let new_master = MasterKey::generate();
-        let sealed = seal_ring(new_version, &new_master, &next)?;
-        if !home.stage_ring(self.generation, new_version, &sealed)? {
-            return Err(moved_under_lock());
-        }
-        self.check_fault(FaultPoint::AfterNewRingWritten)?;
-        self.provider.replace(new_version, &new_master)?;
-        let seen = self.generation;
-        self.version = new_version;
-        self.master = new_master;
-        self.ring = next;
-        self.generation += 1;
-        self.check_fault(FaultPoint::AfterMasterReplaced)?;
-        if !home.commit_ring(seen, new_version)? {
-            return Err(moved_under_lock());
-        }
-        self.provider.destroy_others(new_version)?;
-        Ok(())
     }
 }
 

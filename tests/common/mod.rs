@@ -15,6 +15,7 @@
 
 pub mod postgres;
 pub mod process;
+pub mod softhsm;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
