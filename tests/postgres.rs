@@ -673,7 +673,7 @@ fn the_engine_charges_16_concurrent_retries_of_one_order_once() {
         match outcome {
             Charge::Charged => {}
             Charge::Replayed(value) => assert_eq!(value, &kept),
-            Charge::OverQuota => panic!("a retry was refused"),
+            Charge::OverQuota | Charge::PeriodEnding => panic!("a retry was refused"),
         }
     }
     assert_eq!(store.state_counter(&p, b"q-resident").unwrap(), 1);
@@ -716,6 +716,71 @@ fn the_engine_answers_queued_charges_with_the_same_rule() {
 /// The purge drops the period's partitions (one `DROP TABLE` each) and its
 /// `periods` row, and leaves the other period alone; reads after it find
 /// nothing and bring nothing back.
+/// Once a period's destruction has begun (`Store::mark_ending`), no charge
+/// for it is granted, not even the replay of one granted before, while
+/// other periods charge as before; and under a stream of charges, every
+/// charge that starts after the mark has returned is refused: the mark
+/// waits for the charges in flight and every later one sees it.
+#[test]
+fn a_period_marked_ending_charges_nothing_more() {
+    let Some(db) = postgres::database() else {
+        return;
+    };
+    let store = engine(&db, 8);
+    let (p, q) = (PeriodId::generate(), PeriodId::generate());
+    let charge = |period, idem: &[u8]| store.charge_once(&store_order(period, idem, b"s")).unwrap();
+    assert_eq!(charge(p, b"i-1"), Charge::Charged);
+    assert_eq!(charge(q, b"i-1"), Charge::Charged);
+    store.mark_ending(&p).unwrap();
+    assert_eq!(charge(p, b"i-2"), Charge::PeriodEnding);
+    assert_eq!(charge(p, b"i-1"), Charge::PeriodEnding);
+    assert_eq!(charge(q, b"i-2"), Charge::Charged);
+    // Marked before anything was written: nothing is charged either.
+    let r = PeriodId::generate();
+    store.mark_ending(&r).unwrap();
+    assert_eq!(charge(r, b"i-1"), Charge::PeriodEnding);
+
+    // Eight threads charge a fresh period without a limit while it is
+    // marked; each records when its charge started and what it got.
+    let period = PeriodId::generate();
+    let next = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, next, stop) = (store.clone(), next.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let order = ChargeOrder {
+                        limit: None,
+                        ..store_order(period, &i.to_be_bytes(), b"s")
+                    };
+                    let started = Instant::now();
+                    seen.push((started, store.charge_once(&order).unwrap()));
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    store.mark_ending(&period).unwrap();
+    let marked = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let before = seen.iter().filter(|(_, c)| *c == Charge::Charged).count();
+    let after: Vec<_> = seen.iter().filter(|(at, _)| *at > marked).collect();
+    assert!(before > 0 && !after.is_empty(), "{before} {}", after.len());
+    assert!(
+        after.iter().all(|(_, c)| *c == Charge::PeriodEnding),
+        "a charge started after the mark was granted"
+    );
+}
+
 #[test]
 fn the_engine_purge_drops_the_partitions() {
     let Some(db) = postgres::database() else {
@@ -806,7 +871,7 @@ fn a_schema_newer_than_the_code_is_refused() {
         return;
     };
     drop(engine(&db, 1));
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "3");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "4");
     db.sql("INSERT INTO schema_migrations (version) VALUES (99)");
     let refused = Store::open_postgres(&db.conninfo(), 1, OWNER).unwrap_err();
     assert!(
@@ -814,13 +879,13 @@ fn a_schema_newer_than_the_code_is_refused() {
             refused,
             StoreError::SchemaTooNew {
                 found: 99,
-                known: 3
+                known: 4
             }
         ),
         "{refused:?}"
     );
     assert!(refused.to_string().contains("newer"), "{refused}");
-    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "4");
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "5");
 }
 
 /// A database of an older schema (here: version 1, before the charge became
@@ -834,9 +899,10 @@ fn an_older_schema_is_migrated_at_open() {
     drop(engine(&db, 1));
     db.sql("DROP FUNCTION blindpass_charge");
     db.sql("DROP TABLE key_ring, master_slot, audit_entries");
+    db.sql("ALTER TABLE periods DROP COLUMN ending");
     db.sql("DELETE FROM schema_migrations WHERE version >= 2");
     let store = engine(&db, 1);
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "3");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "4");
     let order = store_order(PeriodId::generate(), b"i-old", b"signature");
     assert_eq!(store.charge_once(&order).unwrap(), Charge::Charged);
     assert_eq!(
@@ -926,7 +992,7 @@ fn serve_runs_on_postgres_and_a_second_node_is_refused() {
     });
     let listening = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
     assert!(listening.contains("listening"), "{listening:?}");
-    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "3");
+    assert_eq!(db.sql("SELECT max(version) FROM schema_migrations"), "4");
 
     let second = serve(dirs.1.path()).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);

@@ -102,7 +102,10 @@ impl Authority {
     /// and crash-safe: the intent is logged and recorded in the key ring
     /// first, so a restart at any point finishes the job.
     ///
-    /// 1. audit `destroy-intent`; mark the period pending in the ring;
+    /// 1. audit `destroy-intent`; mark the period ending in the store (from
+    ///    then on no node charges a pass for it:
+    ///    [`crate::store::Store::mark_ending`]) and
+    ///    pending in the ring;
     /// 2. rotate the master key, committing a ring without `K_P`;
     /// 3. the old ring, master and `K_P` are dropped (zeroized) in memory;
     /// 4. audit `period-key-destroyed` (with lateness) and `master-rotated`;
@@ -133,6 +136,12 @@ impl Authority {
         if !live.destroy_pending {
             self.journal
                 .append(now, Event::DestroyIntent { period: *period })?;
+        }
+        // From here no node charges a pass for the period, whatever its
+        // ring still says (PostgreSQL; see `Store::mark_ending`). Again
+        // after a crash: the mark is idempotent.
+        self.store.mark_ending(period)?;
+        if !live.destroy_pending {
             vault.update(|ring| {
                 if let Some(p) = ring.periods.iter_mut().find(|p| &p.id == period) {
                     p.destroy_pending = true;

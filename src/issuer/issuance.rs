@@ -258,6 +258,7 @@ fn release(response: TokenResponse, charge: Charge) -> Result<TokenResponse, Iss
         Charge::Charged => Ok(response),
         Charge::Replayed(previous) => stored_response(&previous),
         Charge::OverQuota => Err(IssuerError::QuotaExceeded),
+        Charge::PeriodEnding => Err(IssuerError::PeriodEnded),
     }
 }
 

@@ -167,6 +167,9 @@ pub enum Charge {
     Replayed(Vec<u8>),
     /// The limit is reached; nothing changed.
     OverQuota,
+    /// The period's destruction has begun ([`Store::mark_ending`]; several
+    /// nodes): nothing changed, and nothing more is charged for it.
+    PeriodEnding,
 }
 
 fn read_count(bytes: Option<&[u8]>) -> u64 {
@@ -560,6 +563,19 @@ impl Store {
     /// returns has charged nothing that was not also recorded.
     pub fn charge_once(&self, order: &ChargeOrder) -> Result<Charge, StoreError> {
         on_engine!(self, e => e.charge_once(order))
+    }
+
+    /// Records that `period`'s destruction has begun, so that no node
+    /// charges a quota for it any more, whatever its in-memory ring still
+    /// holds: on PostgreSQL the period's row is marked, after every charge
+    /// in flight for it has committed (each holds the row `FOR SHARE`), and
+    /// every later charge is answered [`Charge::PeriodEnding`]. sled has one
+    /// node, whose ring is the only one: nothing to record.
+    pub fn mark_ending(&self, period: &PeriodId) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sled(_) => Ok(()),
+            Engine::Postgres(pg) => pg.mark_ending(period),
+        }
     }
 
     /// [`Store::charge_once`] for async callers, holding no thread while

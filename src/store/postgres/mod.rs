@@ -135,6 +135,52 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ",
     ),
     (3, shared::MIGRATION),
+    (
+        4,
+        // A period whose destruction has begun charges nothing more, on
+        // any node: the charge holds the period's row FOR SHARE, so the
+        // mark (an UPDATE of that row) waits for the charges in flight and
+        // every charge after it sees the mark. A period with no row (never
+        // written, or purged) charges nothing either.
+        "
+    ALTER TABLE periods ADD COLUMN ending boolean NOT NULL DEFAULT false;
+    CREATE OR REPLACE FUNCTION blindpass_charge(
+        p_period bytea, p_quota bytea, p_idem bytea, p_limit bigint, p_value bytea
+    ) RETURNS TABLE (outcome text, stored bytea)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        counter bytea;
+        used    bigint;
+        prior   bytea;
+    BEGIN
+        PERFORM 1 FROM periods WHERE id = p_period AND NOT ending FOR SHARE;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'period-ending'::text, NULL::bytea;
+            RETURN;
+        END IF;
+        INSERT INTO state (period, key, value)
+            VALUES (p_period, p_quota, '\\x0000000000000000'::bytea)
+            ON CONFLICT DO NOTHING;
+        SELECT value INTO counter FROM state
+            WHERE period = p_period AND key = p_quota FOR UPDATE;
+        SELECT value INTO prior FROM state WHERE period = p_period AND key = p_idem;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'replayed'::text, prior;
+            RETURN;
+        END IF;
+        used := ('x' || encode(counter, 'hex'))::bit(64)::bigint;
+        IF p_limit IS NOT NULL AND used >= p_limit THEN
+            RETURN QUERY SELECT 'over-quota'::text, NULL::bytea;
+            RETURN;
+        END IF;
+        UPDATE state SET value = int8send(used + 1)
+            WHERE period = p_period AND key = p_quota;
+        INSERT INTO state (period, key, value) VALUES (p_period, p_idem, p_value);
+        RETURN QUERY SELECT 'charged'::text, NULL::bytea;
+    END
+    $$;
+    ",
+    ),
 ];
 
 /// The partitioned tables, each with one partition per period.
@@ -590,6 +636,17 @@ impl PgStore {
         PendingCharge::answered_by(answer)
     }
 
+    pub(super) fn mark_ending(&self, period: &PeriodId) -> Result<(), StoreError> {
+        self.execute(
+            "marking a period's destruction",
+            "INSERT INTO periods (id, ending) VALUES ($1, true)
+             ON CONFLICT (id) DO UPDATE SET ending = true",
+            period,
+            Vec::new(),
+        )?;
+        Ok(())
+    }
+
     pub(super) fn durable_queued(&self) -> PendingFlush {
         PendingFlush::done_already()
     }
@@ -971,6 +1028,7 @@ async fn charge(pool: Pool, order: ChargeOrder) -> Result<Charge, StoreError> {
         "charged" => Ok(Charge::Charged),
         "replayed" => Ok(Charge::Replayed(row.get(1))),
         "over-quota" => Ok(Charge::OverQuota),
+        "period-ending" => Ok(Charge::PeriodEnding),
         _ => Err(StoreError::Corrupt("the charge function's answer")),
     }
 }
