@@ -254,6 +254,18 @@ impl Node {
         (status, body["session_token"].as_str().map(str::to_owned))
     }
 
+    /// Logs in, or `None` when the node did not answer (within 5 s) or
+    /// refused.
+    fn try_login(&self, document: &str) -> Option<String> {
+        let mut resp = common::process::agent_with_timeout(Duration::from_secs(5))
+            .post(&format!("{}/v1/sessions", self.base))
+            .send_json(serde_json::json!({"document_number": document, "password": PASSWORD}))
+            .ok()?;
+        let body: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
+        body["session_token"].as_str().map(str::to_owned)
+    }
+
     fn directory(&self) -> Directory {
         let (status, body) = self.get("/v1/directory", None);
         assert_eq!(status, 200, "{body}");
@@ -265,21 +277,29 @@ impl Node {
     fn obtain(&self, directory: &Directory, session: &str, window: Window) -> u16 {
         let (key, digest) = common::key_for(directory, "personal", window);
         let (request, pending) = begin_issuance(&key, digest).unwrap();
-        let mut resp = agent()
+        let (status, body) = self
+            .token_request(session, window, &request.encode())
+            .unwrap();
+        if status == 200 {
+            finalize(&pending, &TokenResponse::decode(&body).unwrap()).unwrap();
+        }
+        status
+    }
+
+    /// Posts a personal pass's `TokenRequest`; the status and the body, or
+    /// `None` when the node did not answer (within 5 s).
+    fn token_request(&self, session: &str, window: Window, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+        let mut resp = common::process::agent_with_timeout(Duration::from_secs(5))
             .post(&format!(
                 "{}/token-request?class=personal&window={window}",
                 self.base
             ))
             .header("Authorization", &format!("Bearer {session}"))
             .header("Content-Type", "application/private-token-request")
-            .send(&request.encode()[..])
-            .unwrap();
+            .send(body)
+            .ok()?;
         let status = resp.status().as_u16();
-        if status == 200 {
-            let body = resp.body_mut().read_to_vec().unwrap();
-            finalize(&pending, &TokenResponse::decode(&body).unwrap()).unwrap();
-        }
-        status
+        Some((status, resp.body_mut().read_to_vec().ok()?))
     }
 
     /// The key ring generation this node uses, from /metrics.
@@ -572,14 +592,19 @@ fn a_node_killed_under_load_loses_nothing_acknowledged_and_rejoins() {
         !b.live_periods().is_empty()
     });
 
-    // Four clients enrol on both nodes until told to stop; each records
-    // the documents acknowledged (201).
+    // Four clients enrol on both nodes until told to stop, and every third
+    // resident also logs in and obtains a pass there; each client records
+    // the documents and the passes acknowledged (201, 200).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let passes = Arc::new(Mutex::new(Vec::new()));
     let bases = Arc::new([a.base.clone(), b.base.clone()]);
+    let directory = a.directory();
+    let (key, digest) = common::key_for(&directory, "personal", tomorrow());
     let clients: Vec<_> = (0..4)
         .map(|c| {
             let (stop, acknowledged, bases) = (stop.clone(), acknowledged.clone(), bases.clone());
+            let (passes, key) = (passes.clone(), key.clone());
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -596,8 +621,22 @@ fn a_node_killed_under_load_loses_nothing_acknowledged_and_rejoins() {
                     else {
                         continue;
                     };
-                    if resp.status().as_u16() == 201 {
-                        acknowledged.lock().unwrap().push(document);
+                    if resp.status().as_u16() != 201 {
+                        continue;
+                    }
+                    acknowledged.lock().unwrap().push(document.clone());
+                    if n % 3 != 0 {
+                        continue;
+                    }
+                    let node = Node::at(base, "");
+                    let Some(session) = node.try_login(&document) else {
+                        continue;
+                    };
+                    let request = begin_issuance(&key, digest).unwrap().0.encode();
+                    if let Some((200, response)) =
+                        node.token_request(&session, tomorrow(), &request)
+                    {
+                        passes.lock().unwrap().push((session, request, response));
                     }
                 }
             })
@@ -625,6 +664,26 @@ fn a_node_killed_under_load_loses_nothing_acknowledged_and_rejoins() {
         let node = if i % 2 == 0 { &a } else { &b };
         let (status, _) = node.login(document);
         assert_eq!(status, 201, "{document} on {}", node.name);
+    }
+    // Every acknowledged pass was counted: of a weekly quota of 2, one more
+    // new pass is granted and the next refused (a lost charge would grant
+    // both); and recorded: the same request, sent again to either node,
+    // gets the same pass back.
+    let passes = passes.lock().unwrap().clone();
+    assert!(passes.len() > 2, "{}", passes.len());
+    eprintln!("{} passes acknowledged", passes.len());
+    for (i, (session, request, response)) in passes.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        for expected in [200, 429] {
+            let fresh = begin_issuance(&key, digest).unwrap().0.encode();
+            let (status, _) = node.token_request(session, tomorrow(), &fresh).unwrap();
+            assert_eq!(status, expected, "pass {i} on {}", node.name);
+        }
+        for node in [&a, &b] {
+            let (status, again) = node.token_request(session, tomorrow(), request).unwrap();
+            assert_eq!(status, 200, "{}", node.name);
+            assert_eq!(&again, response, "{}: a different pass", node.name);
+        }
     }
 }
 
