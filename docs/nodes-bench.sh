@@ -12,7 +12,8 @@
 # database and (shared) a fresh token directory, every run on fresh data
 # directories. For two nodes the second node starts once the first answers
 # /readyz, then two `bench issue` clients run at the same time, one against
-# each node with that node's admin token; the run reports the sum of their
+# each node with that node's admin token (node 1 opens the period first, see
+# run()); the run reports the sum of their
 # passes/s and the larger of their p99s. The clients' progress lines on stderr
 # are timestamped, which gives each client's timed phase on one clock: the
 # line's `timed_overlap_s` is how long the two timed phases ran together
@@ -27,7 +28,8 @@
 #   cargo build --release && bash docs/nodes-bench.sh
 # It builds nothing and uses target/release/blindpass (or $B). STAGGER_S=n
 # starts the second client of the two-node run n seconds after the first
-# (0 by default). Prints one JSON line a run. Everything (PostgreSQL, the
+# (0 by default); REQUESTS=n sets the requests each of the two clients prepares
+# (40,000 by default). Prints one JSON line a run. Everything (PostgreSQL, the
 # nodes, the load generators) shares the machine's cores: on a 2-core machine
 # two nodes cannot add capacity; the two-node figure shows what sharing the
 # database, the token and the ring costs or does not cost, not scaling.
@@ -119,11 +121,11 @@ stamp() { # each stderr line with the wall clock in front
   while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done
 }
 
-client() { # $1 = node number: bench issue against it, in the background
-  local dir=$D/node$1
+client() { # $1 = node number, [$2 = --requests N]: bench issue against it, in the background
+  local dir=$D/node$1 more=${2:-}
   ( $B bench issue --server http://127.0.0.1:$((18400 + $1)) \
       --admin-token-file $dir/data/admin.token --duration-s 15 --warmup-s 2 \
-      --openssl-seconds 0 --calibrate-s 1 --json 2>&1 >$dir/issue.json | stamp >$dir/issue.err
+      --openssl-seconds 0 --calibrate-s 1 $more --json 2>&1 >$dir/issue.json | stamp >$dir/issue.err
     exit "${PIPESTATUS[0]}" ) &
 }
 
@@ -135,10 +137,29 @@ run() { # $1 = sled | postgres | shared, $2 = nodes (1 | 2), $3 = run number
   local n
   for n in $(seq 1 $2); do start_node $1 $n; done
   local p0 s0; p0=$(pg_cpu); s0=$(cpu_of "${SERVERS[@]}")
-  local clients=()
+  local clients=() more=
+  if [ $2 -gt 1 ]; then
+    # Two concurrent setups race in `bench issue`'s "open a period unless one
+    # is open" (GET, then POST): the first run of this script got two live
+    # periods named "bench". So node 1 opens the period first, with the body
+    # bench's setup sends, and both clients find it. And each client prepares
+    # the same number of requests (by default it prepares as many as its own
+    # calibration says, and the two calibrations, run together, differ): their
+    # blinding then ends together, and so their timed phases start together.
+    local ends; ends=$(date -u -d '+14 days' +%Y-%m-%dT%H:%M:%SZ)
+    curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
+      -H "Authorization: Bearer $(cat $D/node1/data/admin.token)" \
+      -d "{\"name\":\"bench\",\"ends_at\":\"$ends\",\"grace_s\":0}" \
+      http://127.0.0.1:18401/v1/admin/periods
+    # Node 2 learns of it from the ring's notification: wait until it lists
+    # it, or its client would open a second one.
+    until curl -sf -H "Authorization: Bearer $(cat $D/node2/data/admin.token)" \
+        http://127.0.0.1:18402/v1/admin/periods | grep -q '"live":\[{'; do sleep 0.05; done
+    more="--requests ${REQUESTS:-40000}"
+  fi
   for n in $(seq 1 $2); do
     [ $n -eq 1 ] || [ "$STAGGER_S" = 0 ] || sleep "$STAGGER_S"
-    client $n; clients+=("$!")
+    client $n "$more"; clients+=("$!")
   done
   local failed=0
   for c in "${clients[@]}"; do wait "$c" || failed=1; done
