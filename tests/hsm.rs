@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -26,7 +26,7 @@ use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::vault::pkcs11::{MASTER_FILE, TokenError, TokenMaster, TokenPin, TokenUri};
 use blindpass::vault::{FaultPoint, VaultError};
-use common::process::{KillOnDrop, agent, free_port, spawn_answering};
+use common::process::{KillOnDrop, agent, free_port, run, spawn_answering};
 use common::softhsm::{self, MODULE};
 use time::{Duration, OffsetDateTime};
 
@@ -90,17 +90,10 @@ fn with_token(name: &str, body: fn(&Token)) {
     let dir = tempfile::tempdir().unwrap();
     let label: String = name.chars().take(32).collect();
     softhsm::init_token(dir.path(), &label, PIN, SO_PIN);
-    let out = Command::new(std::env::current_exe().unwrap())
+    let (out, text) = run(Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
-        .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf")));
     assert!(
         out.status.success(),
         "{name} failed in its process:\n{text}"
@@ -336,16 +329,6 @@ fn start(token: &Token, root: &Path, port: u16) -> KillOnDrop {
     spawn_answering(&mut serve(token, root, port), port)
 }
 
-fn run(mut cmd: Command) -> (Output, String) {
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
-}
-
 #[test]
 fn serve_issues_destroys_and_restarts_with_the_master_in_the_token() {
     with_token(
@@ -442,7 +425,7 @@ fn serve_issues_destroys_and_restarts_with_the_master_in_the_token() {
                 .args(["audit", "inspect", "--data-dir"])
                 .arg(&root)
                 .args(["--master", &token.uri()]);
-            let (out, text) = run(inspect);
+            let (out, text) = run(&mut inspect);
             assert!(out.status.success(), "{text}");
             assert!(
                 text.contains("key objects present for versions [2]"),
@@ -456,7 +439,7 @@ fn serve_issues_destroys_and_restarts_with_the_master_in_the_token() {
 
             // The backup does not open, PIN or not, and is left as it was.
             let before = snapshot(&backup);
-            let (out, text) = run(serve(token, &backup, free_port()));
+            let (out, text) = run(&mut serve(token, &backup, free_port()));
             assert!(!out.status.success(), "{text}");
             assert!(
                 text.contains("the token holds no key for master version 1"),
@@ -488,7 +471,7 @@ fn inspect_fails_while_a_destroyed_generation_key_is_in_the_token() {
                 cmd.args(["audit", "inspect", "--data-dir"])
                     .arg(&root)
                     .args(["--master", &token.uri()]);
-                run(cmd)
+                run(&mut cmd)
             };
             let (out, text) = inspect();
             assert!(!out.status.success(), "{text}");
@@ -577,7 +560,7 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                     "--master",
                     uri,
                 ]);
-                let (out, text) = run(cmd);
+                let (out, text) = run(&mut cmd);
                 assert!(!out.status.success(), "{uri}: {text}");
                 assert!(text.contains(expected), "{uri}: {text}");
                 assert!(text.contains("hint"), "{uri}: {text}");
@@ -595,7 +578,7 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                 "--master",
                 &wrong,
             ]);
-            let (out, text) = run(cmd);
+            let (out, text) = run(&mut cmd);
             assert!(!out.status.success(), "{text}");
             assert!(text.contains("the token refused the PIN"), "{text}");
             assert!(!fresh.exists(), "a refused first start created {fresh:?}");
@@ -606,7 +589,7 @@ fn a_wrong_pin_or_a_missing_token_is_refused_and_changes_nothing() {
                 .arg(&root)
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .env("BLINDPASS_PASSPHRASE", "some passphrase");
-            let (out, text) = run(cmd);
+            let (out, text) = run(&mut cmd);
             assert!(!out.status.success(), "{text}");
             assert!(text.contains("master key is in a PKCS#11 token"), "{text}");
             assert_eq!(

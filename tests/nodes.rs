@@ -23,7 +23,7 @@ use blindpass::protocol::directory::Directory;
 use blindpass::protocol::permit::{Window, WindowKind};
 use blindpass::protocol::token::TokenResponse;
 use common::postgres::{self, Database};
-use common::process::{KillOnDrop, agent, free_port};
+use common::process::{KillOnDrop, agent, free_port, run};
 use common::softhsm;
 use time::OffsetDateTime;
 
@@ -116,6 +116,17 @@ impl Deployment {
         node
     }
 
+    /// The `blindpass` binary with this deployment's token configuration
+    /// and no passphrase or PIN from the caller's environment.
+    fn blindpass(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_blindpass"));
+        command
+            .env("SOFTHSM2_CONF", self.token.dir.path().join("softhsm2.conf"))
+            .env_remove("BLINDPASS_PASSPHRASE")
+            .env_remove("BLINDPASS_PKCS11_PIN");
+        command
+    }
+
     /// Starts `node` again, on its port and data directory.
     fn restart(&self, node: &mut Node) {
         node.base = format!("http://127.0.0.1:{}", node.port);
@@ -124,10 +135,8 @@ impl Deployment {
             .append(true)
             .open(&node.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_blindpass"))
-            .env("SOFTHSM2_CONF", self.token.dir.path().join("softhsm2.conf"))
-            .env_remove("BLINDPASS_PASSPHRASE")
-            .env_remove("BLINDPASS_PKCS11_PIN")
+        let child = self
+            .blindpass()
             .env("RUST_LOG", "info")
             .args(["serve", "--data-dir"])
             .arg(&node.root)
@@ -426,17 +435,10 @@ fn two_nodes_share_residents_sessions_the_quota_and_the_audit_log() {
     let state = tempfile::tempdir().unwrap();
     let mut sizes = Vec::new();
     for node in [&a, &b] {
-        let out = Command::new(env!("CARGO_BIN_EXE_blindpass"))
+        let (out, text) = run(Command::new(env!("CARGO_BIN_EXE_blindpass"))
             .args(["audit", "verify", "--server", &node.base, "--log-key-file"])
             .arg(a.root.join("audit").join("log.pub"))
-            .env("BLINDPASS_AUDITOR_STATE", state.path().join("auditor.json"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .env("BLINDPASS_AUDITOR_STATE", state.path().join("auditor.json")));
         assert!(out.status.success(), "{}: {text}", node.name);
         assert!(text.contains("PASSED"), "{text}");
         let size: u64 = text
@@ -521,23 +523,12 @@ fn a_period_destroyed_through_one_node_stops_the_other_within_the_bound() {
     // The on-site inspection of the shared state, through the token: the
     // ring agrees with the log, and the destroyed generation's token key is
     // gone.
-    let out = Command::new(env!("CARGO_BIN_EXE_blindpass"))
-        .env(
-            "SOFTHSM2_CONF",
-            deployment.token.dir.path().join("softhsm2.conf"),
-        )
-        .env_remove("BLINDPASS_PKCS11_PIN")
+    let (out, text) = run(deployment
+        .blindpass()
         .args(["audit", "inspect", "--data-dir"])
         .arg(&b.root)
         .args(["--master", &deployment.token.uri()])
-        .args(["--store", &deployment.db.conninfo()])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(["--store", &deployment.db.conninfo()]));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("PASSED"), "{text}");
     assert!(
@@ -695,12 +686,8 @@ fn a_data_directory_with_its_own_key_ring_does_not_join_a_shared_database() {
     let root = deployment.dirs.path().join("own");
     std::fs::create_dir_all(root.join("vault")).unwrap();
     std::fs::write(root.join("vault").join("master.pkcs11"), b"{}").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_blindpass"))
-        .env(
-            "SOFTHSM2_CONF",
-            deployment.token.dir.path().join("softhsm2.conf"),
-        )
-        .env_remove("BLINDPASS_PKCS11_PIN")
+    let out = deployment
+        .blindpass()
         .args(["serve", "--data-dir"])
         .arg(&root)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])

@@ -266,16 +266,16 @@ impl Authority {
         let Some(rows) = store.shared().map(shared::SharedRows) else {
             return Err(VaultError::Shared("the store was not opened shared".into()).into());
         };
-        let home: Arc<dyn crate::vault::shared::SharedHome> = Arc::new(rows.clone());
+        let home: Arc<dyn crate::vault::shared::SharedHome> = Arc::new(rows);
         let (vault, created) = {
             let _lock = home.lock()?;
-            if rows.0.master_slot()?.is_none() {
+            if home.master_slot()?.is_none() {
                 tracing::info!("initialising the shared key ring (master key in a PKCS#11 token)");
                 let master = TokenMaster::create_shared(home.clone(), uri, pin)?;
                 (Vault::create_shared(home.clone(), Box::new(master))?, true)
             } else {
                 let master = TokenMaster::open_shared(home.clone(), uri, pin)?;
-                if rows.0.ring()?.is_none() {
+                if home.ring()?.is_none() {
                     // The first node stopped between the master slot and the
                     // ring: the ring is still to be made.
                     (Vault::create_shared(home.clone(), Box::new(master))?, true)

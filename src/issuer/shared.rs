@@ -19,7 +19,7 @@ use super::{Authority, IssuerError};
 use crate::audit::{AuditError, SharedEntries};
 use crate::store::{Shared, SharedLock, StoreError};
 use crate::vault::VaultError;
-use crate::vault::shared::{SharedHome, StoredRing};
+use crate::vault::shared::{RingLock, SharedHome, StoredRing};
 
 /// The store's shared rows, as the vault and the audit log see them.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ fn vault_err(e: StoreError) -> VaultError {
 }
 
 impl SharedHome for SharedRows {
-    fn lock(&self) -> Result<Box<dyn std::any::Any + Send>, VaultError> {
+    fn lock(&self) -> Result<RingLock, VaultError> {
         let held = self
             .0
             .lock(SharedLock::Ring, true)
@@ -158,13 +158,14 @@ impl Authority {
     /// ring changed. Confirms the lease either way. One node only (no
     /// shared ring): nothing to do.
     pub fn refresh_ring(&self) -> Result<bool, IssuerError> {
-        if self.lease.is_none() {
+        let (Some(lease), Some(shared)) = (&self.lease, self.store.shared()) else {
             return Ok(false);
-        }
-        let changed = self.vault().refresh()?;
-        if let Some(lease) = &self.lease {
-            lease.confirm();
-        }
+        };
+        // The generation alone first, without the vault's lock: request
+        // paths take that lock to read keys, and most polls find nothing new.
+        let changed =
+            shared.ring_generation()? != Some(self.ring_generation()) && self.vault().refresh()?;
+        lease.confirm();
         Ok(changed)
     }
 

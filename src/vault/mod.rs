@@ -253,11 +253,6 @@ impl Vault {
         }
     }
 
-    /// Whether the ring and master slot are rows several nodes share.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.home, Home::Shared(_))
-    }
-
     /// Tests only: make the next rotation stop at `point` as if the process
     /// died there.
     pub fn dangerous_inject_fault(&mut self, point: Option<FaultPoint>) {
@@ -290,22 +285,18 @@ impl Vault {
     /// Shared: under the lock, after taking in every change another node
     /// made, by compare-and-swap of the row.
     pub fn update(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
-        if let Home::Shared(home) = self.home.clone() {
-            let _lock = home.lock()?;
-            self.settle(home.as_ref())?;
-            let mut next = self.ring.clone();
-            change(&mut next);
-            let sealed = seal_ring(self.version, &self.master, &next)?;
-            if !home.replace_ring(self.generation, &sealed)? {
-                return Err(moved_under_lock());
-            }
-            self.ring = next;
-            self.generation += 1;
-            return Ok(());
-        }
+        let locked = self.lock_and_settle()?;
         let mut next = self.ring.clone();
         change(&mut next);
-        self.write_ring(self.version, &self.master, &next)?;
+        match &locked {
+            None => self.write_ring(self.version, &self.master, &next)?,
+            Some(Locked { home, .. }) => {
+                let sealed = seal_ring(self.version, &self.master, &next)?;
+                if !home.replace_ring(self.generation, &sealed)? {
+                    return Err(moved_under_lock());
+                }
+            }
+        }
         self.ring = next;
         self.generation += 1;
         Ok(())
@@ -321,26 +312,19 @@ impl Vault {
     /// what it holds for `v` (a token's old key); remove `keyring.<v>`;
     /// drop the old master from memory (it is zeroized on drop).
     pub fn rotate(&mut self, change: impl FnOnce(&mut KeyRing)) -> Result<(), VaultError> {
-        // Shared: under the lock, on the ring as it is now; the staged row
-        // takes the new ring file's place, the master slot row the slot
-        // file's, and the staged ring is committed (and announced) after it.
-        let shared = match &self.home {
-            Home::Shared(home) => Some(home.clone()),
-            Home::Dir(_) => None,
-        };
-        let _lock = shared.as_ref().map(|home| home.lock()).transpose()?;
-        if let Some(home) = &shared {
-            self.settle(home.as_ref())?;
-        }
+        // Shared: the staged row takes the new ring file's place, the master
+        // slot row the slot file's, and the staged ring is committed (and
+        // announced) after it.
+        let locked = self.lock_and_settle()?;
         let mut next = self.ring.clone();
         change(&mut next);
         let new_version = self.version + 1;
         self.provider.prepare(new_version)?;
         self.check_fault(FaultPoint::AfterNewMasterPrepared)?;
         let new_master = MasterKey::generate();
-        match &shared {
+        match &locked {
             None => self.write_ring(new_version, &new_master, &next)?,
-            Some(home) => {
+            Some(Locked { home, .. }) => {
                 let sealed = seal_ring(new_version, &new_master, &next)?;
                 if !home.stage_ring(self.generation, new_version, &sealed)? {
                     return Err(moved_under_lock());
@@ -355,7 +339,7 @@ impl Vault {
         self.ring = next;
         self.generation += 1;
         self.check_fault(FaultPoint::AfterMasterReplaced)?;
-        if let Some(home) = &shared {
+        if let Some(Locked { home, .. }) = &locked {
             if !home.commit_ring(seen, new_version)? {
                 return Err(moved_under_lock());
             }
@@ -365,6 +349,18 @@ impl Vault {
             fsutil::scrub_and_remove(&ring_path(dir, old_version))?;
         }
         Ok(())
+    }
+
+    /// Shared: takes the lock every change is made under and settles this
+    /// handle on the row as it is now (another node may have changed it).
+    /// Files: nothing to take.
+    fn lock_and_settle(&mut self) -> Result<Option<Locked>, VaultError> {
+        let Home::Shared(home) = self.home.clone() else {
+            return Ok(None);
+        };
+        let lock = home.lock()?;
+        self.settle(home.as_ref())?;
+        Ok(Some(Locked { home, _lock: lock }))
     }
 
     /// Starts a shared vault: an empty ring under the provider's current
@@ -420,15 +416,9 @@ impl Vault {
         let stored = home
             .ring()?
             .ok_or(VaultError::Corrupt("the shared key ring is missing"))?;
-        let sealed = match stored.staged {
-            Some((staged, sealed)) if staged == version => sealed,
-            _ if stored.master_version == version => stored.sealed,
-            _ => {
-                return Err(VaultError::Corrupt(
-                    "no shared key ring for the current master key",
-                ));
-            }
-        };
+        let generation = stored.generation;
+        let (RowRing::Current { sealed, .. } | RowRing::Staged { sealed }) =
+            RowRing::for_master(stored, version)?;
         let ring = open_ring(version, &master, &sealed)?;
         Ok(Self {
             home: Home::Shared(home),
@@ -436,7 +426,7 @@ impl Vault {
             version,
             master,
             ring,
-            generation: stored.generation,
+            generation,
             fault: None,
         })
     }
@@ -450,26 +440,24 @@ impl Vault {
         let stored = home
             .ring()?
             .ok_or(VaultError::Corrupt("the shared key ring is missing"))?;
-        let (generation, sealed) = if stored.master_version == version {
-            if stored.staged.is_some() {
-                // A rotation that stopped before its commit point.
-                home.clear_stage()?;
+        let seen = stored.generation;
+        let (generation, sealed) = match RowRing::for_master(stored, version)? {
+            RowRing::Current {
+                sealed,
+                stale_stage,
+            } => {
+                if stale_stage {
+                    // A rotation that stopped before its commit point.
+                    home.clear_stage()?;
+                }
+                (seen, sealed)
             }
-            (stored.generation, stored.sealed)
-        } else {
-            match stored.staged {
-                // One that stopped after it: finish it.
-                Some((staged, sealed)) if staged == version => {
-                    if !home.commit_ring(stored.generation, version)? {
-                        return Err(moved_under_lock());
-                    }
-                    (stored.generation + 1, sealed)
+            // One that stopped after it: finish it.
+            RowRing::Staged { sealed } => {
+                if !home.commit_ring(seen, version)? {
+                    return Err(moved_under_lock());
                 }
-                _ => {
-                    return Err(VaultError::Corrupt(
-                        "no shared key ring for the current master key",
-                    ));
-                }
+                (seen + 1, sealed)
             }
         };
         let ring = open_ring(version, &master, &sealed)?;
@@ -513,6 +501,39 @@ impl Vault {
         self.ring = ring;
         self.generation = stored.generation;
         Ok(true)
+    }
+}
+
+/// A shared home with its lock held (dropped with it).
+struct Locked {
+    home: Arc<dyn SharedHome>,
+    _lock: shared::RingLock,
+}
+
+/// Which of the row's rings master `version` opens.
+enum RowRing {
+    /// The committed one; `stale_stage` if a rotation stopped before its
+    /// commit point left a staged ring beside it.
+    Current { sealed: Vec<u8>, stale_stage: bool },
+    /// The staged one: a rotation passed its commit point (the master slot
+    /// names it) and stopped before committing the ring.
+    Staged { sealed: Vec<u8> },
+}
+
+impl RowRing {
+    fn for_master(stored: shared::StoredRing, version: u64) -> Result<Self, VaultError> {
+        if stored.master_version == version {
+            return Ok(Self::Current {
+                sealed: stored.sealed,
+                stale_stage: stored.staged.is_some(),
+            });
+        }
+        match stored.staged {
+            Some((staged, sealed)) if staged == version => Ok(Self::Staged { sealed }),
+            _ => Err(VaultError::Corrupt(
+                "no shared key ring for the current master key",
+            )),
+        }
     }
 }
 

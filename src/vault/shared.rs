@@ -32,12 +32,15 @@ pub struct StoredRing {
     pub staged: Option<(u64, Vec<u8>)>,
 }
 
+/// The lock every change is made under, held until dropped.
+pub type RingLock = Box<dyn std::any::Any + Send>;
+
 /// Where a shared vault keeps its ring and its master slot. Writes return
 /// `Ok(false)` when the row is no longer at the generation given (another
 /// node changed it: with the lock held, a bug, refused rather than merged).
 pub trait SharedHome: Send + Sync {
     /// Takes the lock every change is made under; released on drop.
-    fn lock(&self) -> Result<Box<dyn std::any::Any + Send>, VaultError>;
+    fn lock(&self) -> Result<RingLock, VaultError>;
     /// The ring's row, if there is one yet.
     fn ring(&self) -> Result<Option<StoredRing>, VaultError>;
     /// The row's generation alone.

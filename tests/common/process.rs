@@ -62,3 +62,15 @@ pub fn wait_until_answering(base: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs `command` to its end; its output and, for messages, its stdout and
+/// stderr as one text.
+pub fn run(command: &mut std::process::Command) -> (std::process::Output, String) {
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}

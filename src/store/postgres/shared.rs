@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{PgStore, failed, pool_failed};
@@ -167,33 +168,29 @@ impl PgStore {
         })
     }
 
-    /// Runs `sql` (whose `$1` is the generation seen) in a transaction that
-    /// also announces `announce` (the new generation) when given; the rows
-    /// changed.
+    /// Runs `sql` with `numbers` as its first parameters and `sealed`, if
+    /// any, as the last, in a transaction that also announces `announce`
+    /// (the new generation) when given and a row changed; the rows changed.
     fn ring_write(
         &self,
         what: &'static str,
         sql: &'static str,
-        params: RingParams,
+        numbers: Vec<u64>,
+        sealed: Option<&[u8]>,
         announce: Option<u64>,
     ) -> Result<u64, StoreError> {
         let pool = self.inner.pool.clone();
+        let numbers: Vec<i64> = numbers.into_iter().map(as_i64).collect();
+        let sealed = sealed.map(<[u8]>::to_vec);
         self.run(async move {
             let mut client = pool.get().await.map_err(pool_failed)?;
             let tx = client.transaction().await.map_err(failed(what))?;
-            let changed = match params {
-                RingParams::Create(version, sealed) => tx.execute(sql, &[&version, &sealed]).await,
-                RingParams::Replace(generation, sealed) => {
-                    tx.execute(sql, &[&generation, &sealed]).await
-                }
-                RingParams::Stage(generation, version, sealed) => {
-                    tx.execute(sql, &[&generation, &version, &sealed]).await
-                }
-                RingParams::Commit(generation, version) => {
-                    tx.execute(sql, &[&generation, &version]).await
-                }
-            }
-            .map_err(failed(what))?;
+            let params: Vec<&(dyn ToSql + Sync)> = numbers
+                .iter()
+                .map(|n| n as &(dyn ToSql + Sync))
+                .chain(sealed.as_ref().map(|s| s as &(dyn ToSql + Sync)))
+                .collect();
+            let changed = tx.execute(sql, &params).await.map_err(failed(what))?;
             if let (1, Some(generation)) = (changed, announce) {
                 // Delivered to the listeners when (and only if) this commits.
                 tx.execute(
@@ -217,7 +214,8 @@ impl PgStore {
             "creating the key ring",
             "INSERT INTO key_ring (generation, master_version, sealed) VALUES (1, $1, $2)
              ON CONFLICT DO NOTHING",
-            RingParams::Create(as_i64(master_version), sealed.to_vec()),
+            vec![master_version],
+            Some(sealed),
             Some(1),
         )?;
         Ok(changed == 1)
@@ -232,7 +230,8 @@ impl PgStore {
             "replacing the key ring",
             "UPDATE key_ring SET generation = generation + 1, sealed = $2
              WHERE generation = $1",
-            RingParams::Replace(as_i64(generation), sealed.to_vec()),
+            vec![generation],
+            Some(sealed),
             Some(generation + 1),
         )?;
         Ok(changed == 1)
@@ -248,7 +247,8 @@ impl PgStore {
             "staging the key ring",
             "UPDATE key_ring SET staged_master_version = $2, staged_sealed = $3
              WHERE generation = $1",
-            RingParams::Stage(as_i64(generation), as_i64(master_version), sealed.to_vec()),
+            vec![generation, master_version],
+            Some(sealed),
             None,
         )?;
         Ok(changed == 1)
@@ -266,7 +266,8 @@ impl PgStore {
                  master_version = staged_master_version, sealed = staged_sealed,
                  staged_master_version = NULL, staged_sealed = NULL
              WHERE generation = $1 AND staged_master_version = $2",
-            RingParams::Commit(as_i64(generation), as_i64(master_version)),
+            vec![generation, master_version],
+            None,
             Some(generation + 1),
         )?;
         Ok(changed == 1)
@@ -410,12 +411,4 @@ impl PgStore {
         });
         rx
     }
-}
-
-/// The parameters of one ring write.
-enum RingParams {
-    Create(i64, Vec<u8>),
-    Replace(i64, Vec<u8>),
-    Stage(i64, i64, Vec<u8>),
-    Commit(i64, i64),
 }
